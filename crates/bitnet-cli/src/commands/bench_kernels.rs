@@ -1,0 +1,4 @@
+pub struct Args;
+pub fn run(_: Args) -> anyhow::Result<()> {
+    Ok(())
+}

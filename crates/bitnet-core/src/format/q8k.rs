@@ -1,0 +1,90 @@
+//! The int8 activation block the kernels consume: ggml's `block_q8_K` (type id 15), 292 bytes.
+//!
+//! ```text
+//! offset   0..4    d          f32 scale: x = q * d
+//! offset   4..260  qs[256]    int8 values
+//! offset 260..292  bsums[16]  i16 sum of each group of 16 values (kernels subtract
+//!                             sum(a) * 1 when they multiply unsigned codes w + 1)
+//! ```
+//!
+//! Two quantizers fill it: ggml's per-block [`quantize_row_q8k`] and BitNet's per-token
+//! [`quantize_row_q8k_per_token`], which gives every block of a token the same scale.
+
+use super::{amax, check_multiple, QK_K};
+use crate::quant::{act_i8_scale, round_half_away};
+use crate::Result;
+
+/// One block of 256 int8 activations.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ8K {
+    pub d: f32,
+    pub qs: [i8; QK_K],
+    pub bsums: [i16; QK_K / 16],
+}
+
+const _: () = assert!(std::mem::size_of::<BlockQ8K>() == 292);
+
+impl BlockQ8K {
+    fn with_codes(d: f32, qs: [i8; QK_K]) -> Self {
+        let mut bsums = [0i16; QK_K / 16];
+        for (s, g) in bsums.iter_mut().zip(qs.chunks_exact(16)) {
+            *s = g.iter().map(|&v| v as i16).sum();
+        }
+        Self { d, qs, bsums }
+    }
+
+    /// The sum of all 256 values.
+    #[inline]
+    pub fn sum(&self) -> i32 {
+        self.bsums.iter().map(|&s| s as i32).sum()
+    }
+}
+
+/// ggml's `quantize_row_q8K_ref`: per block, the value of largest magnitude maps to -127
+/// (`iscale = -127 / max`, round half to even, `min(127, q)`), `d = 1 / iscale`.
+pub fn quantize_row_q8k(x: &[f32]) -> Result<Vec<BlockQ8K>> {
+    check_multiple("quantize_row_q8k", x.len(), QK_K)?;
+    Ok(x.chunks_exact(QK_K)
+        .map(|xb| {
+            let (mut amax, mut max) = (0.0f32, 0.0f32);
+            for &v in xb {
+                if v.abs() > amax {
+                    amax = v.abs();
+                    max = v;
+                }
+            }
+            if amax == 0.0 {
+                return BlockQ8K::with_codes(0.0, [0; QK_K]);
+            }
+            let iscale = -127.0 / max;
+            let mut qs = [0i8; QK_K];
+            for (q, &v) in qs.iter_mut().zip(xb) {
+                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+            }
+            BlockQ8K::with_codes(1.0 / iscale, qs)
+        })
+        .collect())
+}
+
+/// BitNet b1.58 per-token absmax int8 over a whole token (row) `x`:
+/// `s = 127 / max(max|x|, 1e-5)`, `q = clamp(round(x * s), -128, 127)`; every block gets `d = 1/s`.
+pub fn quantize_row_q8k_per_token(x: &[f32]) -> Result<Vec<BlockQ8K>> {
+    check_multiple("quantize_row_q8k_per_token", x.len(), QK_K)?;
+    let s = act_i8_scale(x);
+    debug_assert!(amax(x).is_finite());
+    Ok(x.chunks_exact(QK_K)
+        .map(|xb| {
+            let mut qs = [0i8; QK_K];
+            for (q, &v) in qs.iter_mut().zip(xb) {
+                *q = round_half_away(v * s).clamp(-128.0, 127.0) as i8;
+            }
+            BlockQ8K::with_codes(1.0 / s, qs)
+        })
+        .collect())
+}
+
+/// `x = q * d` for every block.
+pub fn dequantize_row_q8k(blocks: &[BlockQ8K]) -> Vec<f32> {
+    blocks.iter().flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d)).collect()
+}

@@ -1,0 +1,111 @@
+//! Threaded GEMV and GEMM of a ternary matrix with int8 activations.
+//!
+//! `y[t, r] = sum_c W[r, c] * x[t, c]`: rows are split into contiguous ranges, one per thread of
+//! the pool; GEMM walks a tile of rows for every token so the tile stays in L1/L2 while the
+//! activations stream past it.
+
+use super::{Kernels, TernaryMatrix, ThreadPool};
+use crate::format::{check_len, BlockQ8K};
+use crate::Result;
+
+/// Rows of one GEMM tile.
+const GEMM_ROW_TILE: usize = 16;
+
+/// Kernels plus the thread pool that runs them: one per model.
+#[derive(Debug)]
+pub struct Matmul {
+    kernels: Kernels,
+    pool: ThreadPool,
+}
+
+/// A pointer to the output that every thread writes at disjoint indices.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: threads write disjoint row ranges of the output (see `for_rows`), and `run` returns only
+// after every thread has finished.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+impl Matmul {
+    pub fn new(kernels: Kernels, n_threads: usize) -> Result<Self> {
+        Ok(Self { kernels, pool: ThreadPool::new(n_threads)? })
+    }
+
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+
+    pub fn n_threads(&self) -> usize {
+        self.pool.n_threads()
+    }
+
+    /// One token: `y[r] = W[r, :] · x` with `x` the token's `cols / 256` activation blocks.
+    pub fn gemv(&self, m: &TernaryMatrix<'_>, x: &[BlockQ8K], y: &mut [f32]) -> Result<()> {
+        self.gemm(m, x, 1, y)
+    }
+
+    /// `n_tokens` tokens: `x` is (n_tokens, cols / 256) blocks, `y` is (n_tokens, rows).
+    pub fn gemm(
+        &self,
+        m: &TernaryMatrix<'_>,
+        x: &[BlockQ8K],
+        n_tokens: usize,
+        y: &mut [f32],
+    ) -> Result<()> {
+        let (rows, nb) = (m.rows(), m.blocks_per_row());
+        check_len("gemm activations (blocks)", n_tokens * nb, x.len())?;
+        check_len("gemm output", n_tokens * rows, y.len())?;
+        let out = OutPtr(y.as_mut_ptr());
+        let k = self.kernels;
+        let n_threads = self.pool.n_threads();
+        self.pool.run(&|tid| {
+            let (r0, r1) = thread_rows(rows, n_threads, tid);
+            let mut t0 = r0;
+            while t0 < r1 {
+                let t1 = (t0 + GEMM_ROW_TILE).min(r1);
+                for (t, xt) in x.chunks_exact(nb.max(1)).enumerate().take(n_tokens) {
+                    for r in t0..t1 {
+                        let v = k.dot_row(m, r, xt);
+                        // SAFETY: `t * rows + r < n_tokens * rows == y.len()`, and row `r` belongs
+                        // to this thread's range only.
+                        unsafe { *out.get().add(t * rows + r) = v };
+                    }
+                }
+                t0 = t1;
+            }
+        })
+    }
+}
+
+/// The row range of thread `tid`: contiguous, in multiples of 8 rows.
+fn thread_rows(rows: usize, n_threads: usize, tid: usize) -> (usize, usize) {
+    let per = rows.div_ceil(n_threads).next_multiple_of(8);
+    ((tid * per).min(rows), ((tid + 1) * per).min(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thread_rows;
+
+    #[test]
+    fn thread_rows_cover_every_row_once() {
+        for rows in [1, 7, 8, 9, 100, 2560, 6912] {
+            for n in 1..5 {
+                let mut next = 0;
+                for tid in 0..n {
+                    let (a, b) = thread_rows(rows, n, tid);
+                    assert_eq!(a, next.min(rows));
+                    next = b;
+                }
+                assert_eq!(next, rows);
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! A fixed thread pool that lives as long as the model: `n - 1` workers plus the calling thread.
+//! A call publishes a job, workers spin briefly then park on a condition variable, and the caller
+//! runs its own share before waiting: no thread is spawned and nothing is allocated per call.
+
+use crate::{CoreError, Result};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+/// Spins before a worker parks (about tens of microseconds).
+const SPIN_LIMIT: u32 = 20_000;
+
+type Job = dyn Fn(usize) + Sync;
+
+/// A job reference with its lifetime erased; valid while [`ThreadPool::run`] has not returned.
+#[derive(Clone, Copy)]
+struct JobRef(*const Job);
+// SAFETY: the pointee is `Sync`, and `run` keeps it alive until every worker has finished with it.
+unsafe impl Send for JobRef {}
+
+struct Shared {
+    epoch: AtomicUsize,
+    pending: AtomicUsize,
+    panicked: AtomicBool,
+    shutdown: AtomicBool,
+    job: Mutex<Option<JobRef>>,
+    wake: Condvar,
+    sleep: Mutex<()>,
+}
+
+/// A pool of `n_threads` (the caller counts as thread 0).
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    n_threads: usize,
+}
+
+impl std::fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadPool").field("n_threads", &self.n_threads).finish()
+    }
+}
+
+impl ThreadPool {
+    /// Starts `n_threads - 1` workers (`n_threads` of 0 is taken as 1).
+    pub fn new(n_threads: usize) -> Result<Self> {
+        let n_threads = n_threads.max(1);
+        let shared = Arc::new(Shared {
+            epoch: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            job: Mutex::new(None),
+            wake: Condvar::new(),
+            sleep: Mutex::new(()),
+        });
+        let mut workers = Vec::with_capacity(n_threads - 1);
+        for idx in 1..n_threads {
+            let s = Arc::clone(&shared);
+            let h = std::thread::Builder::new()
+                .name(format!("bitnet-worker-{idx}"))
+                .spawn(move || worker_loop(&s, idx))
+                .map_err(|e| CoreError::ThreadPool(format!("spawning worker {idx}: {e}")))?;
+            workers.push(h);
+        }
+        Ok(Self { shared, workers, n_threads })
+    }
+
+    pub fn n_threads(&self) -> usize {
+        self.n_threads
+    }
+
+    /// Runs `f(thread_index)` once on every thread of the pool and returns when all are done.
+    pub fn run(&self, f: &(dyn Fn(usize) + Sync)) -> Result<()> {
+        if self.n_threads == 1 {
+            f(0);
+            return Ok(());
+        }
+        let s = &*self.shared;
+        // SAFETY: only the lifetime is erased; this function waits below until `pending` is zero,
+        // that is until no worker can touch the job again, before the borrow of `f` ends.
+        let job = JobRef(unsafe {
+            std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const Job>(f)
+        });
+        *s.job.lock().expect("job lock") = Some(job);
+        s.panicked.store(false, Ordering::Relaxed);
+        s.pending.store(self.n_threads - 1, Ordering::Release);
+        s.epoch.fetch_add(1, Ordering::AcqRel);
+        {
+            let _g = s.sleep.lock().expect("sleep lock");
+            s.wake.notify_all();
+        }
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(0)));
+        let mut spins = 0u32;
+        while s.pending.load(Ordering::Acquire) != 0 {
+            spins += 1;
+            if spins < SPIN_LIMIT {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        *s.job.lock().expect("job lock") = None;
+        if mine.is_err() || s.panicked.load(Ordering::Relaxed) {
+            return Err(CoreError::ThreadPool("a job panicked".into()));
+        }
+        Ok(())
+    }
+}
+
+fn worker_loop(s: &Shared, idx: usize) {
+    let mut seen = 0usize;
+    loop {
+        let mut spins = 0u32;
+        while s.epoch.load(Ordering::Acquire) == seen && spins < SPIN_LIMIT {
+            std::hint::spin_loop();
+            spins += 1;
+        }
+        if s.epoch.load(Ordering::Acquire) == seen {
+            let mut g = s.sleep.lock().expect("sleep lock");
+            while s.epoch.load(Ordering::Acquire) == seen {
+                g = s.wake.wait(g).expect("sleep lock");
+            }
+        }
+        seen = s.epoch.load(Ordering::Acquire);
+        if s.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        let job = *s.job.lock().expect("job lock");
+        if let Some(JobRef(ptr)) = job {
+            // SAFETY: `run` published `ptr` before bumping the epoch and keeps the closure alive
+            // until `pending` reaches zero, which happens only after this call returns.
+            let f = unsafe { &*ptr };
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(idx))).is_err() {
+                s.panicked.store(true, Ordering::Relaxed);
+            }
+        }
+        s.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        self.shared.epoch.fetch_add(1, Ordering::AcqRel);
+        {
+            let _g = self.shared.sleep.lock();
+            self.shared.wake.notify_all();
+        }
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! x86-64 SIMD kernels. Each submodule has the same function names as [`super::scalar`] and a
+//! `table()` that wraps them in safe function pointers; `Kernels::new` calls it only after
+//! checking that the CPU has the features.
+
+pub mod avx2;
+pub mod avx512;
+pub use avx512::vnni as avx512vnni;

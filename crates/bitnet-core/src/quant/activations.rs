@@ -1,0 +1,46 @@
+//! Per-token activation quantizers: absmax int8 (b1.58) and absmean int4 (a4.8 / v2).
+
+use super::round_half_away;
+
+/// Lower bound of the activation statistics (max|x| for int8, mean|x| for int4).
+pub const ACT_EPS: f32 = 1e-5;
+
+/// One token quantized to int8: `x ≈ codes / scale`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActI8 {
+    pub codes: Vec<i8>,
+    /// `s = 127 / max(max|x|, 1e-5)`.
+    pub scale: f32,
+}
+
+/// One token quantized to int4 (codes in [-8, 7], stored one per byte): `x ≈ codes / scale`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActI4 {
+    pub codes: Vec<i8>,
+    /// `s = sqrt(7) / max(mean|x|, 1e-5)`.
+    pub scale: f32,
+}
+
+/// `127 / max(max|x|, 1e-5)`: the per-token absmax int8 scale.
+#[inline]
+pub fn act_i8_scale(x: &[f32]) -> f32 {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    127.0 / amax.max(ACT_EPS)
+}
+
+/// BitNet b1.58 per-token absmax int8: `s = 127 / max(max|x|, 1e-5)`,
+/// `codes = clamp(round(x * s), -128, 127)`.
+pub fn quantize_act_i8(x: &[f32]) -> ActI8 {
+    let scale = act_i8_scale(x);
+    let codes = x.iter().map(|&v| round_half_away(v * scale).clamp(-128.0, 127.0) as i8).collect();
+    ActI8 { codes, scale }
+}
+
+/// BitNet a4.8 per-token absmean int4: `beta = max(mean|x|, 1e-5)`,
+/// `codes = clamp(round(sqrt(7) * x / beta), -8, 7)`; the scale is `sqrt(7) / beta`.
+pub fn quantize_act_i4(x: &[f32]) -> ActI4 {
+    let beta = super::absmean(x).max(ACT_EPS);
+    let scale = 7f32.sqrt() / beta;
+    let codes = x.iter().map(|&v| round_half_away(v * scale).clamp(-8.0, 7.0) as i8).collect();
+    ActI4 { codes, scale }
+}
