@@ -71,9 +71,21 @@ fn simd_dots_equal_scalar_at_awkward_lengths() {
             assert_ne!(r2, 0.0);
             for k in &paths {
                 let name = k.isa.name();
-                assert_eq!((k.vec_dot_tq2_0_q8k)(&wq2, &a).to_bits(), r2.to_bits(), "tq2_0 {name} nb={nb}");
-                assert_eq!((k.vec_dot_tq1_0_q8k)(&wq1, &a).to_bits(), r1.to_bits(), "tq1_0 {name} nb={nb}");
-                assert_eq!((k.vec_dot_i2s_q8k)(wi2.codes, &a).to_bits(), ri.to_bits(), "i2_s {name} nb={nb}");
+                assert_eq!(
+                    (k.vec_dot_tq2_0_q8k)(&wq2, &a).to_bits(),
+                    r2.to_bits(),
+                    "tq2_0 {name} nb={nb}"
+                );
+                assert_eq!(
+                    (k.vec_dot_tq1_0_q8k)(&wq1, &a).to_bits(),
+                    r1.to_bits(),
+                    "tq1_0 {name} nb={nb}"
+                );
+                assert_eq!(
+                    (k.vec_dot_i2s_q8k)(wi2.codes, &a).to_bits(),
+                    ri.to_bits(),
+                    "i2_s {name} nb={nb}"
+                );
                 let got = (k.vec_dot_t2p_q8k)(&t2p.codes, &t2p.scales, &a);
                 assert_eq!(got.to_bits(), rp.to_bits(), "t2p {name} nb={nb}");
             }
@@ -163,8 +175,7 @@ fn threaded_gemv_and_gemm_equal_reference_dots() {
     let w = ternary_values(&mut rng, rows * cols, 0.02);
     let wq1 = tq1_0::quantize_row_tq1_0(&w).unwrap();
     let m = TernaryMatrix::new(TernaryView::Tq1_0(&wq1), rows, cols).unwrap();
-    let x: Vec<BlockQ8K> =
-        (0..n_tokens).flat_map(|_| activations(&mut rng, cols, true)).collect();
+    let x: Vec<BlockQ8K> = (0..n_tokens).flat_map(|_| activations(&mut rng, cols, true)).collect();
     let reference = Kernels::scalar();
     let nb = cols / QK_K;
     let want: Vec<f32> = (0..n_tokens)

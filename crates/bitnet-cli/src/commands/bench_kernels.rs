@@ -1,4 +1,146 @@
-pub struct Args;
-pub fn run(_: Args) -> anyhow::Result<()> {
+//! `bitnet bench-kernels`: GEMV throughput (GB/s of packed weight bytes) of every ternary format
+//! and kernel path on the microsoft/bitnet-b1.58-2B-4T projection shapes, beside a plain streaming
+//! read of the same number of bytes and an f32 GEMV of the same shape, all measured in one run on
+//! the same thread pool.
+
+use anyhow::{bail, Context, Result};
+use bitnet_core::format::q8k::quantize_row_q8k_per_token;
+use bitnet_core::kernels::baseline::{gemv_f32, stream_read};
+use bitnet_core::kernels::{Isa, Kernels, Matmul, OwnedTernary, TernaryFormat};
+use std::time::{Duration, Instant};
+
+/// (rows = out features, cols = in features) of the 2B4T linear layers.
+const SHAPES_2B4T: [(usize, usize); 4] = [(2560, 2560), (640, 2560), (6912, 2560), (2560, 6912)];
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Thread counts to measure, comma separated.
+    #[arg(short = 't', long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
+    /// Formats: tq2_0, tq1_0, i2_s, t2p (comma separated); all by default.
+    #[arg(long, value_delimiter = ',')]
+    formats: Vec<String>,
+    /// Kernel paths: scalar, avx2, avx512, avx512vnni; every SIMD path this CPU has by default.
+    #[arg(long, value_delimiter = ',')]
+    isa: Vec<String>,
+    /// Shapes as ROWSxCOLS (comma separated); the 2B4T shapes by default.
+    #[arg(long, value_delimiter = ',')]
+    shapes: Vec<String>,
+    /// Minimum measuring time per row of the table, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    min_ms: u64,
+    /// Print one JSON object per measurement instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The median time of one call, over at least 5 calls and `min` of wall time.
+fn median_secs(min: Duration, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let start = Instant::now();
+    let mut times = Vec::new();
+    while times.len() < 5 || start.elapsed() < min {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize)> {
+    let (r, c) = s.split_once('x').with_context(|| format!("shape {s:?} is not ROWSxCOLS"))?;
+    Ok((r.trim().parse()?, c.trim().parse()?))
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split_once(':').map(|x| x.1.trim().to_string()).unwrap_or_default())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let shapes: Vec<(usize, usize)> = if args.shapes.is_empty() {
+        SHAPES_2B4T.to_vec()
+    } else {
+        args.shapes.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?
+    };
+    let formats: Vec<TernaryFormat> = if args.formats.is_empty() {
+        TernaryFormat::ALL.to_vec()
+    } else {
+        let parse = |f: &String| TernaryFormat::from_name(f).with_context(|| format!("format {f}"));
+        args.formats.iter().map(parse).collect::<Result<_>>()?
+    };
+    let isas: Vec<Isa> = if args.isa.is_empty() {
+        Isa::ALL[1..].iter().copied().filter(|i| i.is_available()).collect()
+    } else {
+        let parse = |s: &String| Isa::from_name(s).with_context(|| format!("kernel path {s}"));
+        args.isa.iter().map(parse).collect::<Result<_>>()?
+    };
+    if isas.is_empty() {
+        bail!("no kernel path to measure (this CPU has no SIMD path; pass --isa scalar)");
+    }
+    let min = Duration::from_millis(args.min_ms);
+    if !args.json {
+        println!("CPU: {} | best path: {}", cpu_model(), Isa::best().name());
+        println!(
+            "{:>10} {:>6} {:>10} {:>3} {:>9} {:>7} {:>7} {:>6} {:>7}",
+            "shape", "format", "path", "thr", "us/call", "GB/s", "read", "%read", "x f32"
+        );
+    }
+    for &(rows, cols) in &shapes {
+        let x: Vec<f32> = (0..cols).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 250.0).collect();
+        let xq = quantize_row_q8k_per_token(&x)?;
+        let wf: Vec<f32> = (0..rows * cols).map(|i| ((i * 31 % 17) as f32 - 8.0) * 0.01).collect();
+        for &threads in &args.threads {
+            let mut y = vec![0f32; rows];
+            let f32_mm = Matmul::new(Kernels::scalar(), threads)?;
+            let f32_s = median_secs(min, || Ok(gemv_f32(f32_mm.pool(), &wf, cols, &x, &mut y)?))?;
+            for &format in &formats {
+                let w = OwnedTernary::random(format, rows, cols, 42)?;
+                let m = w.matrix()?;
+                let bytes = m.weight_bytes();
+                let buf = vec![1u64; bytes / 8];
+                let read_s = median_secs(min, || {
+                    std::hint::black_box(stream_read(f32_mm.pool(), &buf)?);
+                    Ok(())
+                })?;
+                for &isa in &isas {
+                    let mm = Matmul::new(Kernels::new(isa)?, threads)?;
+                    let s = median_secs(min, || Ok(mm.gemv(&m, &xq, &mut y)?))?;
+                    let gbs = bytes as f64 / s / 1e9;
+                    let read_gbs = bytes as f64 / read_s / 1e9;
+                    if args.json {
+                        println!(
+                            "{{\"rows\":{rows},\"cols\":{cols},\"format\":\"{}\",\"isa\":\"{}\",\
+                             \"threads\":{threads},\"weight_bytes\":{bytes},\"secs\":{s:e},\
+                             \"gb_per_s\":{gbs:.3},\"read_gb_per_s\":{read_gbs:.3},\
+                             \"f32_secs\":{f32_s:e}}}",
+                            format.name(),
+                            isa.name()
+                        );
+                    } else {
+                        println!(
+                            "{:>10} {:>6} {:>10} {:>3} {:>9.1} {:>7.2} {:>7.2} {:>5.0}% {:>7.1}",
+                            format!("{rows}x{cols}"),
+                            format.name(),
+                            isa.name(),
+                            threads,
+                            s * 1e6,
+                            gbs,
+                            read_gbs,
+                            100.0 * read_s / s,
+                            f32_s / s
+                        );
+                    }
+                }
+            }
+        }
+    }
     Ok(())
 }

@@ -46,6 +46,11 @@ impl Matmul {
         self.pool.n_threads()
     }
 
+    /// The pool, for other work that should run on the same threads.
+    pub fn pool(&self) -> &ThreadPool {
+        &self.pool
+    }
+
     /// One token: `y[r] = W[r, :] · x` with `x` the token's `cols / 256` activation blocks.
     pub fn gemv(&self, m: &TernaryMatrix<'_>, x: &[BlockQ8K], y: &mut [f32]) -> Result<()> {
         self.gemm(m, x, 1, y)

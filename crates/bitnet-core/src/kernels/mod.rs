@@ -8,8 +8,10 @@
 //!   [`Kernels::detect`] picks the best one this CPU has.
 //! - [`Matmul`] runs GEMV/GEMM over a [`ThreadPool`] that lives as long as the model.
 
+pub mod baseline;
 pub mod matmul;
 pub mod matrix;
+pub mod owned;
 pub mod pool;
 pub mod repack;
 pub mod scalar;
@@ -18,6 +20,7 @@ pub mod x86_64;
 
 pub use matmul::Matmul;
 pub use matrix::{TernaryMatrix, TernaryView};
+pub use owned::{OwnedTernary, TernaryFormat};
 pub use pool::ThreadPool;
 pub use repack::T2pMatrix;
 
@@ -29,7 +32,7 @@ use crate::{CoreError, Result};
 pub enum Isa {
     /// The reference loops.
     Scalar,
-    /// AVX2 (256-bit `vpmaddubsw`).
+    /// AVX2 + F16C (256-bit `vpmaddubsw`).
     Avx2,
     /// AVX-512 F + BW (512-bit `vpmaddubsw`).
     Avx512,
@@ -60,13 +63,13 @@ impl Isa {
         match self {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => is_x86_feature_detected!("avx2"),
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
                 is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512vl")
-                    && is_x86_feature_detected!("avx2")
+                    && Isa::Avx2.is_available()
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => Isa::Avx512.is_available() && is_x86_feature_detected!("avx512vnni"),

@@ -18,7 +18,7 @@ pub(crate) fn table() -> Kernels {
 }
 
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn load(p: &[u8], off: usize) -> __m256i {
     assert!(off + 32 <= p.len());
     // SAFETY: bounds checked above; unaligned load.
@@ -26,34 +26,40 @@ fn load(p: &[u8], off: usize) -> __m256i {
 }
 
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn load_i8(p: &[i8; 256], off: usize) -> __m256i {
     load(bytemuck::cast_slice(p.as_slice()), off)
 }
 
+/// Exact f16 → f32 conversion with `vcvtph2ps`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn f16_to_f32(h: half::f16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
+}
+
 /// Codes in bit pair `S / 2` of every byte.
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn plane<const S: i32>(q: __m256i) -> __m256i {
     _mm256_and_si256(_mm256_srli_epi16::<S>(q), _mm256_set1_epi8(3))
 }
 
 /// `acc16 += maddubs(codes, activations)`.
 #[inline]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 fn mac(acc: __m256i, c: __m256i, x: __m256i) -> __m256i {
     _mm256_add_epi16(acc, _mm256_maddubs_epi16(c, x))
 }
 
 /// The exact block sum `sum c*a - sum a` from i16 products and the block's `bsums`.
 #[inline]
-#[target_feature(enable = "avx2")]
-fn finish(acc16: __m256i, extra32: __m128i, a: &BlockQ8K) -> i32 {
+#[target_feature(enable = "avx2,f16c")]
+fn finish(acc16: __m256i, a: &BlockQ8K) -> i32 {
     let ones = _mm256_set1_epi16(1);
     let bs = load(bytemuck::cast_slice(a.bsums.as_slice()), 0);
     let v = _mm256_sub_epi32(_mm256_madd_epi16(acc16, ones), _mm256_madd_epi16(bs, ones));
     let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-    let s = _mm_add_epi32(s, extra32);
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
     _mm_cvtsi128_si32(s)
@@ -62,8 +68,8 @@ fn finish(acc16: __m256i, extra32: __m128i, a: &BlockQ8K) -> i32 {
 /// `TQ2_0` · int8: byte `32h + j` holds weights `128h + j + 32l` in bit pair `l`.
 ///
 /// # Safety
-/// The CPU must support AVX2.
-#[target_feature(enable = "avx2")]
+/// The CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
 pub unsafe fn vec_dot_tq2_0_q8k(w: &[BlockTQ2_0], a: &[BlockQ8K]) -> f32 {
     let mut acc = 0.0f32;
     for (wb, ab) in w.iter().zip(a) {
@@ -75,8 +81,8 @@ pub unsafe fn vec_dot_tq2_0_q8k(w: &[BlockTQ2_0], a: &[BlockQ8K]) -> f32 {
             s = mac(s, plane::<4>(q), load_i8(&ab.qs, 128 * h + 64));
             s = mac(s, plane::<6>(q), load_i8(&ab.qs, 128 * h + 96));
         }
-        let isum = finish(s, _mm_setzero_si128(), ab);
-        acc += (wb.d.to_f32() * ab.d) * isum as f32;
+        let isum = finish(s, ab);
+        acc += (f16_to_f32(wb.d) * ab.d) * isum as f32;
     }
     acc
 }
@@ -84,8 +90,8 @@ pub unsafe fn vec_dot_tq2_0_q8k(w: &[BlockTQ2_0], a: &[BlockQ8K]) -> f32 {
 /// `I2_S` · int8: per 128 weights, byte `k` holds weights `k + 32g` at shift `6 - 2g`.
 ///
 /// # Safety
-/// The CPU must support AVX2.
-#[target_feature(enable = "avx2")]
+/// The CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
 pub unsafe fn vec_dot_i2s_q8k(codes: &[u8], a: &[BlockQ8K]) -> f32 {
     let mut acc = 0.0f32;
     for (b, ab) in a.iter().enumerate() {
@@ -97,7 +103,7 @@ pub unsafe fn vec_dot_i2s_q8k(codes: &[u8], a: &[BlockQ8K]) -> f32 {
             s = mac(s, plane::<2>(q), load_i8(&ab.qs, 128 * h + 64));
             s = mac(s, plane::<0>(q), load_i8(&ab.qs, 128 * h + 96));
         }
-        let isum = finish(s, _mm_setzero_si128(), ab);
+        let isum = finish(s, ab);
         acc += ab.d * isum as f32;
     }
     acc
@@ -106,8 +112,8 @@ pub unsafe fn vec_dot_i2s_q8k(codes: &[u8], a: &[BlockQ8K]) -> f32 {
 /// Repacked T2P · int8: byte `j` of a 64-byte chunk holds weights `j + 64l` in bit pair `l`.
 ///
 /// # Safety
-/// The CPU must support AVX2.
-#[target_feature(enable = "avx2")]
+/// The CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
 pub unsafe fn vec_dot_t2p_q8k(codes: &[u8], scales: &[f32], a: &[BlockQ8K]) -> f32 {
     let mut acc = 0.0f32;
     for ((b, ab), &sc) in a.iter().enumerate().zip(scales) {
@@ -119,81 +125,77 @@ pub unsafe fn vec_dot_t2p_q8k(codes: &[u8], scales: &[f32], a: &[BlockQ8K]) -> f
             s = mac(s, plane::<4>(q), load_i8(&ab.qs, 128 + 32 * h));
             s = mac(s, plane::<6>(q), load_i8(&ab.qs, 192 + 32 * h));
         }
-        let isum = finish(s, _mm_setzero_si128(), ab);
+        let isum = finish(s, ab);
         acc += (sc * ab.d) * isum as f32;
     }
     acc
 }
 
-/// Trits of bytes held in the high byte of each 16-bit lane: `((v * p mod 256) * 3) >> 8`,
-/// returned in the low byte of each lane.
+/// `x * 3 mod 256` in every byte.
 #[inline]
-#[target_feature(enable = "avx2")]
-fn trits16(hi_bytes: __m256i, p: __m256i) -> __m256i {
-    _mm256_mulhi_epu16(_mm256_mullo_epi16(hi_bytes, p), _mm256_set1_epi16(3))
+#[target_feature(enable = "avx2,f16c")]
+fn times3(x: __m256i) -> __m256i {
+    _mm256_add_epi8(_mm256_add_epi8(x, x), x)
 }
 
+/// The top trit of every packed byte: `(x * 3) >> 8`, which is `[x >= 86] + [x >= 171]`
+/// (unsigned compares through `max_epu8`; each true compare is -1).
 #[inline]
-#[target_feature(enable = "avx2")]
-fn trits16_128(hi_bytes: __m128i, p: __m128i) -> __m128i {
-    _mm_mulhi_epu16(_mm_mullo_epi16(hi_bytes, p), _mm_set1_epi16(3))
+#[target_feature(enable = "avx2,f16c")]
+fn top_trit(x: __m256i) -> __m256i {
+    let ge = |t: u8| _mm256_cmpeq_epi8(_mm256_max_epu8(x, _mm256_set1_epi8(t as i8)), x);
+    _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_add_epi8(ge(86), ge(171)))
 }
 
-/// Trit plane `p` (a power of three per 16-bit lane) of 32 packed bytes, as one code per byte.
+/// `sum (trit - 1) * a` of one `TQ1_0` block (layout in [`crate::format::tq1_0`]).
+///
+/// Multiplying a packed byte by 3 (mod 256) brings its next trit to the top, so the planes come
+/// from byte adds and two compares, with no 16-bit multiplies. `qs[32..48]` is processed two
+/// planes at a time (the upper 16 bytes one plane ahead), and its last plane shares a register
+/// with the 16 `qh` weights, whose four trit planes are made by per-dword powers of three.
 #[inline]
-#[target_feature(enable = "avx2")]
-fn tq1_plane(lo: __m256i, hi: __m256i, p: __m256i) -> __m256i {
-    _mm256_or_si256(trits16(lo, p), _mm256_slli_epi16::<8>(trits16(hi, p)))
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) fn tq1_0_block_isum(wb: &BlockTQ1_0, ab: &BlockQ8K) -> i32 {
+    let x = bytemuck::cast_slice::<i8, u8>(ab.qs.as_slice());
+    let mut s = _mm256_setzero_si256();
+    // qs[0..32]: plane n covers weights 32n..32n + 32.
+    let mut q = load(&wb.qs, 0);
+    for n in 0..5 {
+        s = mac(s, top_trit(q), load(x, 32 * n));
+        q = times3(q);
+    }
+    // qs[32..48]: plane n covers weights 160 + 16n..+16. Low half plane 2k, high half 2k + 1.
+    // SAFETY: qs has 48 bytes; the load reads 32..48.
+    let q16 = unsafe { _mm_loadu_si128(wb.qs.as_ptr().add(32) as *const __m128i) };
+    let q = _mm256_broadcastsi128_si256(q16);
+    let mut q = _mm256_blend_epi32::<0xf0>(q, times3(q));
+    for k in 0..2 {
+        s = mac(s, top_trit(q), load(x, 160 + 32 * k));
+        q = times3(times3(q));
+    }
+    // Plane 4 of qs[32..48] (weights 224..240) beside qh (weights 240 + 4n + j: dword n of the
+    // high half holds the four qh bytes times 3^n).
+    let h1 = _mm256_set1_epi32(i32::from_le_bytes(wb.qh));
+    let h3 = times3(h1);
+    let h9 = times3(h3);
+    let h = _mm256_blend_epi32::<0b0010_0000>(h1, h3);
+    let h = _mm256_blend_epi32::<0b0100_0000>(h, h9);
+    let h = _mm256_blend_epi32::<0b1000_0000>(h, times3(h9));
+    let q = _mm256_blend_epi32::<0xf0>(q, h);
+    s = mac(s, top_trit(q), load(x, 224));
+    finish(s, ab)
 }
 
-#[inline]
-#[target_feature(enable = "avx2")]
-fn tq1_plane_128(lo: __m128i, hi: __m128i, p: __m128i) -> __m128i {
-    _mm_or_si128(trits16_128(lo, p), _mm_slli_epi16::<8>(trits16_128(hi, p)))
-}
-
-/// `TQ1_0` · int8 (layout in [`crate::format::tq1_0`]). Trits are decoded in 16-bit lanes: the
-/// even and odd bytes are moved to the high byte of their lane, so `mullo` by `3^n` keeps exactly
-/// `byte * 3^n mod 256` there and `mulhi` by 3 yields the trit.
+/// `TQ1_0` · int8 (see [`tq1_0_block_isum`]).
 ///
 /// # Safety
-/// The CPU must support AVX2.
-#[target_feature(enable = "avx2")]
+/// The CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
 pub unsafe fn vec_dot_tq1_0_q8k(w: &[BlockTQ1_0], a: &[BlockQ8K]) -> f32 {
-    const P3: [i16; 5] = [1, 3, 9, 27, 81];
-    let hi_mask = _mm256_set1_epi16(0xff00u16 as i16);
     let mut acc = 0.0f32;
     for (wb, ab) in w.iter().zip(a) {
-        let x = bytemuck::cast_slice::<i8, u8>(ab.qs.as_slice());
-        // qs[0..32]: weights m + 32n.
-        let q = load(&wb.qs, 0);
-        let (lo, hi) = (_mm256_slli_epi16::<8>(q), _mm256_and_si256(q, hi_mask));
-        let mut s = _mm256_setzero_si256();
-        for (n, &p) in P3.iter().enumerate() {
-            let c = tq1_plane(lo, hi, _mm256_set1_epi16(p));
-            s = mac(s, c, load(x, 32 * n));
-        }
-        // qs[32..48]: weights 160 + m + 16n.
-        // SAFETY: qs has 48 bytes, the load reads 32..48.
-        let q = unsafe { _mm_loadu_si128(wb.qs.as_ptr().add(32) as *const __m128i) };
-        let (lo, hi) = (_mm_slli_epi16::<8>(q), _mm_and_si128(q, _mm_set1_epi16(0xff00u16 as i16)));
-        let mut s128 = _mm_setzero_si128();
-        for (n, &p) in P3.iter().enumerate() {
-            let c = tq1_plane_128(lo, hi, _mm_set1_epi16(p));
-            // SAFETY: 160 + 16n + 16 <= 256.
-            let xv = unsafe { _mm_loadu_si128(x.as_ptr().add(160 + 16 * n) as *const __m128i) };
-            s128 = _mm_add_epi16(s128, _mm_maddubs_epi16(c, xv));
-        }
-        // qh: byte lane 4n + j holds trit n of qh[j], weight 240 + 4n + j.
-        let q = _mm_set1_epi32(i32::from_le_bytes(wb.qh));
-        let (lo, hi) = (_mm_slli_epi16::<8>(q), _mm_and_si128(q, _mm_set1_epi16(0xff00u16 as i16)));
-        let c = tq1_plane_128(lo, hi, _mm_setr_epi16(1, 1, 3, 3, 9, 9, 27, 27));
-        // SAFETY: 240 + 16 <= 256.
-        let xv = unsafe { _mm_loadu_si128(x.as_ptr().add(240) as *const __m128i) };
-        s128 = _mm_add_epi16(s128, _mm_maddubs_epi16(c, xv));
-        let extra = _mm_madd_epi16(s128, _mm_set1_epi16(1));
-        let isum = finish(s, extra, ab);
-        acc += (wb.d.to_f32() * ab.d) * isum as f32;
+        let isum = tq1_0_block_isum(wb, ab);
+        acc += (f16_to_f32(wb.d) * ab.d) * isum as f32;
     }
     acc
 }

@@ -38,12 +38,11 @@ macro_rules! avx512_kernels {
             unsafe { _mm256_loadu_si256(p.as_ptr().add(off) as *const __m256i) }
         }
 
+        /// Exact f16 → f32 conversion with `vcvtph2ps`.
         #[inline]
         #[target_feature(enable = $features)]
-        fn load128(p: &[u8], off: usize) -> __m128i {
-            assert!(off + 16 <= p.len());
-            // SAFETY: bounds checked above; unaligned load.
-            unsafe { _mm_loadu_si128(p.as_ptr().add(off) as *const __m128i) }
+        fn f16_to_f32(h: half::f16) -> f32 {
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
         }
 
         /// Activations `[lo, lo + 32)` and `[hi, hi + 32)` in one register.
@@ -99,7 +98,7 @@ macro_rules! avx512_kernels {
                 s = dot(s, plane::<4>(q), load_pair(x, 64, 192));
                 s = dot(s, plane::<6>(q), load_pair(x, 96, 224));
                 let isum = finish(s, ab);
-                acc += (wb.d.to_f32() * ab.d) * isum as f32;
+                acc += (f16_to_f32(wb.d) * ab.d) * isum as f32;
             }
             acc
         }
@@ -144,105 +143,41 @@ macro_rules! avx512_kernels {
             acc
         }
 
-        /// Trit plane `p` (a power of three per 16-bit lane) of packed bytes; see the AVX2
-        /// kernel for the arithmetic.
-        #[inline]
-        #[target_feature(enable = $features)]
-        fn tq1_plane(q: __m256i, p: __m256i) -> __m256i {
-            let three = _mm256_set1_epi16(3);
-            let lo = _mm256_slli_epi16::<8>(q);
-            let hi = _mm256_and_si256(q, _mm256_set1_epi16(0xff00u16 as i16));
-            let tl = _mm256_mulhi_epu16(_mm256_mullo_epi16(lo, p), three);
-            let th = _mm256_mulhi_epu16(_mm256_mullo_epi16(hi, p), three);
-            _mm256_or_si256(tl, _mm256_slli_epi16::<8>(th))
-        }
-
-        #[inline]
-        #[target_feature(enable = $features)]
-        fn tq1_plane_128(q: __m128i, p: __m128i) -> __m128i {
-            let three = _mm_set1_epi16(3);
-            let lo = _mm_slli_epi16::<8>(q);
-            let hi = _mm_and_si128(q, _mm_set1_epi16(0xff00u16 as i16));
-            let tl = _mm_mulhi_epu16(_mm_mullo_epi16(lo, p), three);
-            let th = _mm_mulhi_epu16(_mm_mullo_epi16(hi, p), three);
-            _mm_or_si128(tl, _mm_slli_epi16::<8>(th))
-        }
-
-        /// `TQ1_0` · int8 (layout in [`crate::format::tq1_0`]), decoded as in the AVX2 kernel.
+        /// `TQ1_0` · int8 with the AVX2 block decoder (its compares and byte adds gain nothing
+        /// from 512-bit registers at 54 bytes per block).
         ///
         /// # Safety
         /// The CPU must support every feature of this module.
         #[target_feature(enable = $features)]
         pub unsafe fn vec_dot_tq1_0_q8k(w: &[BlockTQ1_0], a: &[BlockQ8K]) -> f32 {
-            const P3: [i16; 5] = [1, 3, 9, 27, 81];
             let mut acc = 0.0f32;
             for (wb, ab) in w.iter().zip(a) {
-                let x = acts(ab);
-                let q = load256(&wb.qs, 0);
-                let mut s = _mm256_setzero_si256();
-                for (n, &p) in P3.iter().enumerate() {
-                    s = dot256(s, tq1_plane(q, _mm256_set1_epi16(p)), load256(x, 32 * n));
-                }
-                let q = load128(&wb.qs, 32);
-                let mut s128 = _mm_setzero_si128();
-                for (n, &p) in P3.iter().enumerate() {
-                    s128 = dot128(s128, tq1_plane_128(q, _mm_set1_epi16(p)), load128(x, 160 + 16 * n));
-                }
-                let q = _mm_set1_epi32(i32::from_le_bytes(wb.qh));
-                let c = tq1_plane_128(q, _mm_setr_epi16(1, 1, 3, 3, 9, 9, 27, 27));
-                s128 = dot128(s128, c, load128(x, 240));
-                let s = _mm256_add_epi32(s, _mm256_inserti128_si256::<0>(_mm256_setzero_si256(), s128));
-                let isum = finish(_mm512_inserti64x4::<0>(_mm512_setzero_si512(), s), ab);
-                acc += (wb.d.to_f32() * ab.d) * isum as f32;
+                let isum = crate::kernels::x86_64::avx2::tq1_0_block_isum(wb, ab);
+                acc += (f16_to_f32(wb.d) * ab.d) * isum as f32;
             }
             acc
         }
     };
 }
 
-avx512_kernels!("avx512f,avx512bw,avx512vl,avx2", Isa::Avx512, {
+avx512_kernels!("avx512f,avx512bw,avx512vl,avx2,f16c", Isa::Avx512, {
     /// `acc += sum of 4 adjacent (unsigned c) * (signed x)` per i32 lane.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c")]
     fn dot(acc: __m512i, c: __m512i, x: __m512i) -> __m512i {
         let p = _mm512_madd_epi16(_mm512_maddubs_epi16(c, x), _mm512_set1_epi16(1));
         _mm512_add_epi32(acc, p)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
-    fn dot256(acc: __m256i, c: __m256i, x: __m256i) -> __m256i {
-        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(c, x), _mm256_set1_epi16(1));
-        _mm256_add_epi32(acc, p)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
-    fn dot128(acc: __m128i, c: __m128i, x: __m128i) -> __m128i {
-        _mm_add_epi32(acc, _mm_madd_epi16(_mm_maddubs_epi16(c, x), _mm_set1_epi16(1)))
     }
 });
 
 /// The VNNI flavour of [`super::avx512`].
 pub mod vnni {
-    avx512_kernels!("avx512f,avx512bw,avx512vl,avx2,avx512vnni", Isa::Avx512Vnni, {
+    avx512_kernels!("avx512f,avx512bw,avx512vl,avx2,f16c,avx512vnni", Isa::Avx512Vnni, {
         /// `acc += sum of 4 adjacent (unsigned c) * (signed x)` per i32 lane (`vpdpbusd`).
         #[inline]
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,avx512vnni")]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c,avx512vnni")]
         fn dot(acc: __m512i, c: __m512i, x: __m512i) -> __m512i {
             _mm512_dpbusd_epi32(acc, c, x)
-        }
-
-        #[inline]
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,avx512vnni")]
-        fn dot256(acc: __m256i, c: __m256i, x: __m256i) -> __m256i {
-            _mm256_dpbusd_epi32(acc, c, x)
-        }
-
-        #[inline]
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,avx512vnni")]
-        fn dot128(acc: __m128i, c: __m128i, x: __m128i) -> __m128i {
-            _mm_dpbusd_epi32(acc, c, x)
         }
     });
 }
