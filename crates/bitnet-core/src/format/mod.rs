@@ -26,7 +26,7 @@ pub use tq2_0::BlockTQ2_0;
 pub const QK_K: usize = 256;
 
 pub(crate) fn check_multiple(what: &'static str, len: usize, multiple: usize) -> crate::Result<()> {
-    if len % multiple != 0 {
+    if !len.is_multiple_of(multiple) {
         return Err(crate::CoreError::LengthNotMultiple { what, len, multiple });
     }
     Ok(())

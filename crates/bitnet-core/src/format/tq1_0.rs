@@ -42,7 +42,7 @@ pub fn trit(byte: u8, n: usize) -> u8 {
 /// `ceil(v * 256 / 243)`: the scaling that makes [`trit`] work.
 #[inline]
 fn scale_trits(v: u8) -> u8 {
-    ((v as u16 * 256 + 242) / 243) as u8
+    (v as u16 * 256).div_ceil(243) as u8
 }
 
 impl BlockTQ1_0 {
