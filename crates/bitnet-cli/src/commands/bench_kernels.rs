@@ -29,6 +29,10 @@ pub struct Args {
     /// Minimum measuring time per row of the table, in milliseconds.
     #[arg(long, default_value_t = 300)]
     min_ms: u64,
+    /// Rotate through copies of each matrix (and of the read buffer) totalling at least this
+    /// many MiB, so weights come from main memory as in a whole model; 0 keeps one hot copy.
+    #[arg(long, default_value_t = 0)]
+    cold_mib: usize,
     /// Print one JSON object per measurement instead of the table.
     #[arg(long)]
     json: bool,
@@ -100,29 +104,46 @@ pub fn run(args: Args) -> Result<()> {
         for &threads in &args.threads {
             let mut y = vec![0f32; rows];
             let f32_mm = Matmul::new(Kernels::scalar(), threads)?;
-            let f32_s = median_secs(min, || Ok(gemv_f32(f32_mm.pool(), &wf, cols, &x, &mut y)?))?;
+            let f32_copies = (args.cold_mib << 20).div_ceil(4 * wf.len()).max(1);
+            let wfs = vec![wf.clone(); f32_copies];
+            let mut k = 0;
+            let f32_s = median_secs(min, || {
+                k = (k + 1) % f32_copies;
+                Ok(gemv_f32(f32_mm.pool(), &wfs[k], cols, &x, &mut y)?)
+            })?;
             for &format in &formats {
                 let w = OwnedTernary::random(format, rows, cols, 42)?;
-                let m = w.matrix()?;
-                let bytes = m.weight_bytes();
-                let buf = vec![1u64; bytes / 8];
+                let bytes = w.matrix()?.weight_bytes();
+                let copies = (args.cold_mib << 20).div_ceil(bytes).max(1);
+                let ws = vec![w; copies];
+                let ms = ws.iter().map(|w| w.matrix()).collect::<Result<Vec<_>, _>>()?;
+                let words = bytes / 8;
+                let buf = vec![1u64; words * copies];
+                let mut next = 0;
                 let read_s = median_secs(min, || {
-                    std::hint::black_box(stream_read(f32_mm.pool(), &buf)?);
+                    next = (next + 1) % copies;
+                    let part = &buf[next * words..(next + 1) * words];
+                    std::hint::black_box(stream_read(f32_mm.pool(), part)?);
                     Ok(())
                 })?;
                 for &isa in &isas {
                     let mm = Matmul::new(Kernels::new(isa)?, threads)?;
-                    let s = median_secs(min, || Ok(mm.gemv(&m, &xq, &mut y)?))?;
+                    let s = median_secs(min, || {
+                        next = (next + 1) % copies;
+                        Ok(mm.gemv(&ms[next], &xq, &mut y)?)
+                    })?;
                     let gbs = bytes as f64 / s / 1e9;
                     let read_gbs = bytes as f64 / read_s / 1e9;
                     if args.json {
                         println!(
                             "{{\"rows\":{rows},\"cols\":{cols},\"format\":\"{}\",\"isa\":\"{}\",\
-                             \"threads\":{threads},\"weight_bytes\":{bytes},\"secs\":{s:e},\
+                             \"threads\":{threads},\"weight_bytes\":{bytes},\"cold_mib\":{},\
+                             \"secs\":{s:e},\
                              \"gb_per_s\":{gbs:.3},\"read_gb_per_s\":{read_gbs:.3},\
                              \"f32_secs\":{f32_s:e}}}",
                             format.name(),
-                            isa.name()
+                            isa.name(),
+                            args.cold_mib
                         );
                     } else {
                         println!(

@@ -7,16 +7,15 @@ use crate::kernels::{Isa, Kernels};
 use std::arch::x86_64::*;
 
 pub(crate) fn table() -> Kernels {
-    // SAFETY (all four): `Kernels::new` builds this table only after `Isa::Avx2.is_available()`.
     Kernels {
         isa: Isa::Avx2,
-        // SAFETY: this table exists only where the features were detected.
+        // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
         vec_dot_tq2_0_q8k: |w, a| unsafe { vec_dot_tq2_0_q8k(w, a) },
-        // SAFETY: this table exists only where the features were detected.
+        // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
         vec_dot_tq1_0_q8k: |w, a| unsafe { vec_dot_tq1_0_q8k(w, a) },
-        // SAFETY: this table exists only where the features were detected.
+        // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
         vec_dot_i2s_q8k: |c, a| unsafe { vec_dot_i2s_q8k(c, a) },
-        // SAFETY: this table exists only where the features were detected.
+        // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
         vec_dot_t2p_q8k: |c, s, a| unsafe { vec_dot_t2p_q8k(c, s, a) },
     }
 }

@@ -11,17 +11,15 @@ macro_rules! avx512_kernels {
         use std::arch::x86_64::*;
 
         pub(crate) fn table() -> Kernels {
-            // SAFETY (all four): `Kernels::new` builds this table only after checking
-            // `is_available()` for this path, which covers every feature enabled below.
             Kernels {
                 isa: $isa,
-                // SAFETY: this table exists only where the features were detected.
+                // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
                 vec_dot_tq2_0_q8k: |w, a| unsafe { vec_dot_tq2_0_q8k(w, a) },
-                // SAFETY: this table exists only where the features were detected.
+                // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
                 vec_dot_tq1_0_q8k: |w, a| unsafe { vec_dot_tq1_0_q8k(w, a) },
-                // SAFETY: this table exists only where the features were detected.
+                // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
                 vec_dot_i2s_q8k: |c, a| unsafe { vec_dot_i2s_q8k(c, a) },
-                // SAFETY: this table exists only where the features were detected.
+                // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
                 vec_dot_t2p_q8k: |c, s, a| unsafe { vec_dot_t2p_q8k(c, s, a) },
             }
         }
