@@ -107,9 +107,7 @@ fn dots_with_unit_scales_are_exact_integer_sums() {
         let wq1 = tq1_0::quantize_row_tq1_0(&w).unwrap();
         let codes: Vec<u8> = w.iter().map(|&v| (v as i32 + 1) as u8).collect();
         let wi2 = pack_i2_s(&codes, 1.0);
-        let mut a = activations(&mut rng, n, true);
-        a.iter_mut().for_each(|b| b.d = 1.0);
-        for ab in [a, extreme_activations(nb)] {
+        for ab in [activations(&mut rng, n, true), extreme_activations(nb)] {
             let mut ab = ab;
             ab.iter_mut().for_each(|b| b.d = 1.0);
             let want: i64 = w

@@ -1,28 +1,9 @@
 //! Baselines that ternary kernels are measured against in the same run: a plain streaming read of
 //! a buffer and an f32 GEMV, both split across the same [`ThreadPool`] as the ternary GEMV.
 
-use super::pool::ThreadPool;
+use super::pool::{thread_range, OutPtr, ThreadPool};
 use crate::format::check_len;
 use crate::Result;
-
-/// A pointer to the output that threads write at disjoint ranges.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: each thread writes its own row range only, and `ThreadPool::run` waits for all of them.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-fn split(n: usize, parts: usize, i: usize) -> (usize, usize) {
-    let per = n.div_ceil(parts);
-    ((i * per).min(n), ((i + 1) * per).min(n))
-}
 
 #[inline(always)]
 fn sum_words(words: &[u64]) -> u64 {
@@ -88,7 +69,7 @@ pub fn stream_read(pool: &ThreadPool, buf: &[u64]) -> Result<u64> {
     let n = pool.n_threads();
     let total = std::sync::atomic::AtomicU64::new(0);
     pool.run(&|tid| {
-        let (a, b) = split(buf.len(), n, tid);
+        let (a, b) = thread_range(buf.len(), n, tid);
         let s = sum_words_best(&buf[a..b]);
         total.fetch_add(s, std::sync::atomic::Ordering::Relaxed);
     })?;
@@ -103,7 +84,7 @@ pub fn gemv_f32(pool: &ThreadPool, w: &[f32], cols: usize, x: &[f32], y: &mut [f
     let out = OutPtr(y.as_mut_ptr());
     let n = pool.n_threads();
     pool.run(&|tid| {
-        let (a, b) = split(rows, n, tid);
+        let (a, b) = thread_range(rows, n, tid);
         for r in a..b {
             let v = dot_f32_best(&w[r * cols..(r + 1) * cols], x);
             // SAFETY: `r < rows == y.len()` and the range `a..b` belongs to this thread only.

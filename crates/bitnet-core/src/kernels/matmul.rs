@@ -4,6 +4,7 @@
 //! the pool; GEMM walks a tile of rows for every token so the tile stays in L1/L2 while the
 //! activations stream past it.
 
+use super::pool::{thread_range, OutPtr};
 use super::{Kernels, TernaryMatrix, ThreadPool};
 use crate::format::{check_len, BlockQ8K};
 use crate::Result;
@@ -16,21 +17,6 @@ const GEMM_ROW_TILE: usize = 16;
 pub struct Matmul {
     kernels: Kernels,
     pool: ThreadPool,
-}
-
-/// A pointer to the output that every thread writes at disjoint indices.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: threads write disjoint row ranges of the output (see `for_rows`), and `run` returns only
-// after every thread has finished.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 impl Matmul {
@@ -71,7 +57,7 @@ impl Matmul {
         let k = self.kernels;
         let n_threads = self.pool.n_threads();
         self.pool.run(&|tid| {
-            let (r0, r1) = thread_rows(rows, n_threads, tid);
+            let (r0, r1) = thread_range(rows, n_threads, tid);
             let mut t0 = r0;
             while t0 < r1 {
                 let t1 = (t0 + GEMM_ROW_TILE).min(r1);
@@ -86,31 +72,5 @@ impl Matmul {
                 t0 = t1;
             }
         })
-    }
-}
-
-/// The row range of thread `tid`: contiguous, in multiples of 8 rows.
-fn thread_rows(rows: usize, n_threads: usize, tid: usize) -> (usize, usize) {
-    let per = rows.div_ceil(n_threads).next_multiple_of(8);
-    ((tid * per).min(rows), ((tid + 1) * per).min(rows))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::thread_rows;
-
-    #[test]
-    fn thread_rows_cover_every_row_once() {
-        for rows in [1, 7, 8, 9, 100, 2560, 6912] {
-            for n in 1..5 {
-                let mut next = 0;
-                for tid in 0..n {
-                    let (a, b) = thread_rows(rows, n, tid);
-                    assert_eq!(a, next.min(rows));
-                    next = b;
-                }
-                assert_eq!(next, rows);
-            }
-        }
     }
 }

@@ -152,3 +152,44 @@ impl Drop for ThreadPool {
         }
     }
 }
+
+/// The range of `0..n` that thread `tid` of `n_threads` owns: contiguous, in multiples of 8.
+pub(crate) fn thread_range(n: usize, n_threads: usize, tid: usize) -> (usize, usize) {
+    let per = n.div_ceil(n_threads).next_multiple_of(8);
+    ((tid * per).min(n), ((tid + 1) * per).min(n))
+}
+
+/// A pointer to an output that the threads of one [`ThreadPool::run`] write at disjoint indices.
+#[derive(Clone, Copy)]
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+// SAFETY: users write only the indices of their own `thread_range`, and `run` returns only after
+// every thread has finished.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thread_range;
+
+    #[test]
+    fn thread_ranges_cover_every_index_once() {
+        for n in [1, 7, 8, 9, 100, 2560, 6912] {
+            for threads in 1..5 {
+                let mut next = 0;
+                for tid in 0..threads {
+                    let (a, b) = thread_range(n, threads, tid);
+                    assert_eq!(a, next.min(n));
+                    next = b;
+                }
+                assert_eq!(next, n);
+            }
+        }
+    }
+}

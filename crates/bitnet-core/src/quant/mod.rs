@@ -17,10 +17,10 @@ pub use weights::{
     WEIGHT_EPS,
 };
 
-/// Round half away from zero, as C's `lroundf` and PyTorch's `round` on the ternary path.
+/// Round half away from zero, as C's `lroundf` in ggml's quantizers.
 ///
-/// (PyTorch's `torch.round` rounds half to even; the two differ only on exact `.5` ties, which
-/// the absmean quantizer reaches with probability zero on real weights. We follow ggml.)
+/// PyTorch's `torch.round` rounds half to even instead; the two differ only on exact `.5` ties,
+/// which the absmean quantizer reaches with probability zero on real weights. We follow ggml.
 #[inline]
 pub(crate) fn round_half_away(x: f32) -> f32 {
     x.round()
