@@ -15,10 +15,21 @@ struct Cli {
 enum Command {
     /// Benchmark the ternary GEMV kernels on the bitnet-b1.58-2B-4T shapes.
     BenchKernels(commands::bench_kernels::Args),
+    /// Quantization-aware training (no arguments: the tiny preset on bundled Shakespeare).
+    Train(Box<commands::train::Args>),
+    /// Tokenizer tools.
+    #[command(subcommand)]
+    Tokenizer(commands::tokenizer::Command),
+    /// Training data tools.
+    #[command(subcommand)]
+    Data(commands::data::Command),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::BenchKernels(args) => commands::bench_kernels::run(args),
+        Command::Train(args) => commands::train::run(*args),
+        Command::Tokenizer(cmd) => commands::tokenizer::run(cmd),
+        Command::Data(cmd) => commands::data::run(cmd),
     }
 }

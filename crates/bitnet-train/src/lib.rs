@@ -1,4 +1,32 @@
-//! `bitnet-train` will own quantization-aware training: candle-based `BitLinear` layers with
-//! straight-through estimators, the BitNet / LLaMA model definitions, the token-shard data
-//! pipeline, AdamW with the two-stage b1.58 schedule, atomic checkpoints in Hugging Face layout and
-//! export to packed formats through [`bitnet_core::format`]. Nothing is implemented yet.
+//! Quantization-aware BitNet training on candle.
+//!
+//! - [`layers`]: `BitLinear` (fake quantization with straight-through estimators, defined by
+//!   [`bitnet_core::quant`]) and differentiable RMSNorm, RoPE, grouped-query attention and FFNs.
+//! - [`models`]: `BitNetForCausalLM` (microsoft/bitnet-b1.58-2B-4T) and LLaMA with Hugging Face
+//!   `config.json` keys and tensor names, and the size presets.
+//! - [`data`]: tokenizers (load or train byte-level BPE), memory-mapped token shards, seeded batches.
+//! - [`trainer`]: AdamW, the two-stage b1.58 schedule, gradient accumulation and clipping, atomic
+//!   checkpoints that resume bit-identically, JSONL metrics and a loss-curve PNG.
+
+pub mod bundled;
+pub mod data;
+pub mod error;
+pub mod layers;
+pub mod models;
+pub mod trainer;
+
+pub use error::{Result, TrainError};
+
+/// The device to train on: the first CUDA GPU with `cuda` (needs the `cuda` feature), else the
+/// CPU.
+pub fn device(cuda: bool) -> Result<candle_core::Device> {
+    if cuda {
+        if !candle_core::utils::cuda_is_available() {
+            return Err(TrainError::Invalid(
+                "--cuda: this build has no CUDA support (build with --features cuda) or no GPU".into(),
+            ));
+        }
+        return Ok(candle_core::Device::new_cuda(0)?);
+    }
+    Ok(candle_core::Device::Cpu)
+}

@@ -1,0 +1,58 @@
+//! Causal grouped-query self-attention. The BitNet variant normalizes the attention output with
+//! `attn_sub_norm` before `o_proj`.
+
+use super::{softmax_last_dim, BitLinear, RmsNorm, Rope};
+use candle_core::{Device, Result, Tensor};
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q_proj: BitLinear,
+    pub k_proj: BitLinear,
+    pub v_proj: BitLinear,
+    pub o_proj: BitLinear,
+    pub sub_norm: Option<RmsNorm>,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// `[seq, seq]` additive mask: 0 on and below the diagonal, -inf above it.
+pub fn causal_mask(seq: usize, device: &Device) -> Result<Tensor> {
+    let m: Vec<f32> = (0..seq)
+        .flat_map(|i| (0..seq).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(m, (seq, seq), device)
+}
+
+impl Attention {
+    /// `x`: `[batch, seq, hidden]`; `mask`: from [`causal_mask`].
+    pub fn forward(&self, x: &Tensor, rope: &Rope, mask: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let split = |y: Tensor, heads: usize| -> Result<Tensor> {
+            y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let q = rope.apply(&split(self.q_proj.forward(x)?, nh)?)?;
+        let k = rope.apply(&split(self.k_proj.forward(x)?, nkv)?)?;
+        let v = split(self.v_proj.forward(x)?, nkv)?;
+        let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
+
+        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
+        let probs = softmax_last_dim(&scores)?;
+        let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+        let y = match &self.sub_norm {
+            Some(n) => n.forward(&y)?,
+            None => y,
+        };
+        self.o_proj.forward(&y)
+    }
+}
+
+/// `[b, n_kv, t, d]` → `[b, n_kv * rep, t, d]`, each kv head repeated `rep` times in a row.
+pub fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
+    if rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, nkv, t, d) = x.dims4()?;
+    x.unsqueeze(2)?.expand((b, nkv, rep, t, d))?.reshape((b, nkv * rep, t, d))
+}

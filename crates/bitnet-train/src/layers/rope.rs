@@ -1,0 +1,55 @@
+//! Rotary position embeddings in Hugging Face's `rotate_half` convention: dimension `i` of a head
+//! pairs with dimension `i + head_dim/2`, and `inv_freq[i] = theta^(-2i/head_dim)`.
+
+use candle_core::{Device, Result, Tensor, D};
+
+/// Precomputed `cos` and `sin` tables, `[max_positions, head_dim]` (frequencies repeated twice).
+#[derive(Debug, Clone)]
+pub struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    pub fn new(head_dim: usize, max_positions: usize, theta: f64, device: &Device) -> Result<Self> {
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(max_positions * head_dim);
+        let mut sin = Vec::with_capacity(max_positions * head_dim);
+        for p in 0..max_positions {
+            for _ in 0..2 {
+                for i in 0..half {
+                    // As transformers computes it: inv_freq in f32, position times it in f32.
+                    let inv = (1.0 / theta.powf((2 * i) as f64 / head_dim as f64)) as f32;
+                    let a = p as f32 * inv;
+                    cos.push(a.cos());
+                    sin.push(a.sin());
+                }
+            }
+        }
+        let shape = (max_positions, head_dim);
+        Ok(Self {
+            cos: Tensor::from_vec(cos, shape, device)?,
+            sin: Tensor::from_vec(sin, shape, device)?,
+        })
+    }
+
+    /// `x`: `[batch, heads, seq, head_dim]`, positions `0..seq`.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let seq = x.dim(2)?;
+        let cos = self.cos.narrow(0, 0, seq)?.to_dtype(x.dtype())?;
+        let sin = self.sin.narrow(0, 0, seq)?.to_dtype(x.dtype())?;
+        x.broadcast_mul(&cos)? + rotate_half(x)?.broadcast_mul(&sin)?
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.cos.dim(0).unwrap_or(0)
+    }
+}
+
+/// `cat(-x[..., half:], x[..., :half])`.
+pub fn rotate_half(x: &Tensor) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+    let x2 = x.narrow(D::Minus1, d / 2, d - d / 2)?;
+    Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)
+}
