@@ -23,7 +23,8 @@ pub fn device(cuda: bool) -> Result<candle_core::Device> {
     if cuda {
         if !candle_core::utils::cuda_is_available() {
             return Err(TrainError::Invalid(
-                "--cuda: this build has no CUDA support (build with --features cuda) or no GPU".into(),
+                "--cuda: this build has no CUDA support (build with --features cuda) or no GPU"
+                    .into(),
             ));
         }
         return Ok(candle_core::Device::new_cuda(0)?);

@@ -36,7 +36,8 @@ pub fn run(cmd: Command) -> Result<()> {
                 Some(p) => tokenizer::load(p)?,
                 None => tokenizer::from_bytes(bitnet_train::bundled::TOKENIZER_JSON.as_bytes())?,
             };
-            let opts = PrepareOptions { val_fraction: a.val_fraction, shard_tokens: a.shard_tokens };
+            let opts =
+                PrepareOptions { val_fraction: a.val_fraction, shard_tokens: a.shard_tokens };
             let r = prepare(&a.inputs, &tk, &a.out, &opts)?;
             println!(
                 "{}: {} train tokens in {} shard(s), {} validation tokens, vocabulary {}",

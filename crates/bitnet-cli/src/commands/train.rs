@@ -107,9 +107,10 @@ pub struct Args {
 }
 
 fn load_tokenizer(args: &Args, data_dir: Option<&Path>) -> Result<(Tokenizer, String)> {
-    let path = args.tokenizer.clone().or_else(|| {
-        data_dir.map(|d| d.join(TOKENIZER_FILE)).filter(|p| p.is_file())
-    });
+    let path = args
+        .tokenizer
+        .clone()
+        .or_else(|| data_dir.map(|d| d.join(TOKENIZER_FILE)).filter(|p| p.is_file()));
     let json = match path {
         Some(p) => std::fs::read_to_string(&p).with_context(|| format!("{}", p.display()))?,
         None => bitnet_train::bundled::TOKENIZER_JSON.to_string(),
@@ -120,7 +121,8 @@ fn load_tokenizer(args: &Args, data_dir: Option<&Path>) -> Result<(Tokenizer, St
 fn load_data(args: &Args, tk: &Tokenizer) -> Result<TokenData> {
     let vocab = tk.get_vocab_size(true);
     let Some(path) = &args.data else {
-        let texts = vec![("bundled Shakespeare".to_string(), bitnet_train::bundled::SHAKESPEARE.into())];
+        let texts =
+            vec![("bundled Shakespeare".to_string(), bitnet_train::bundled::SHAKESPEARE.into())];
         let (train, val) = tokenize_split(tk, &texts, 0.05)?;
         return Ok(TokenData::from_tokens(train, val, vocab)?);
     };
@@ -176,7 +178,8 @@ pub fn run(args: Args) -> Result<()> {
         Some(dir) => Some(read_state(dir)?),
         None => None,
     };
-    let batch_size = resumed.as_ref().map(|s| s.batch_size).or(args.batch_size).unwrap_or(defaults.batch_size);
+    let batch_size =
+        resumed.as_ref().map(|s| s.batch_size).or(args.batch_size).unwrap_or(defaults.batch_size);
     let seq_len = resumed
         .as_ref()
         .map(|s| s.seq_len)
@@ -185,11 +188,10 @@ pub fn run(args: Args) -> Result<()> {
     let grad_accum = resumed.as_ref().map(|s| s.grad_accum).unwrap_or(args.grad_accum);
     check_fits(&config, batch_size, seq_len)?;
 
-    let steps = args.steps.or(resumed.as_ref().map(|s| s.total_steps)).unwrap_or(if preset == Preset::Tiny {
-        300
-    } else {
-        10_000
-    });
+    let steps = args
+        .steps
+        .or(resumed.as_ref().map(|s| s.total_steps))
+        .unwrap_or(if preset == Preset::Tiny { 300 } else { 10_000 });
     let warmup = args.warmup.unwrap_or((steps / 10).min(375));
     let (lr1, lr2) = (args.lr.unwrap_or(defaults.lr.0), args.lr2.unwrap_or(defaults.lr.1));
     let mut schedule = match args.schedule.as_str() {
@@ -249,7 +251,8 @@ pub fn run(args: Args) -> Result<()> {
         tokenizer_json: Some(tk_json),
     };
     let s = train(&opts, &data, &device)?;
-    let fmt_val = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4} (ppl {:.2})", v.exp()));
+    let fmt_val =
+        |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4} (ppl {:.2})", v.exp()));
     println!(
         "steps {}..{}{}: final train loss {:.4}, validation loss {} -> {}, {:.0} tokens/s, {} skipped",
         s.start_step,
@@ -268,7 +271,11 @@ pub fn run(args: Args) -> Result<()> {
             bail!("--prompt is empty after tokenization");
         }
         let ids = generate(&s.model, &prompt, args.sample_tokens, 0.8, 40, args.seed)?;
-        println!("--- sample (temperature 0.8, top-k 40) ---\n{}{}", args.prompt, tokenizer::decode(&tk, &ids)?);
+        println!(
+            "--- sample (temperature 0.8, top-k 40) ---\n{}{}",
+            args.prompt,
+            tokenizer::decode(&tk, &ids)?
+        );
     }
     Ok(())
 }

@@ -30,14 +30,18 @@ impl TokenData {
     /// Opens a directory written by `bitnet data prepare`.
     pub fn open_prepared(dir: &Path) -> Result<Self> {
         let meta_path = dir.join("meta.json");
-        let text = std::fs::read_to_string(&meta_path).map_err(|e| TrainError::io(&meta_path, e))?;
+        let text =
+            std::fs::read_to_string(&meta_path).map_err(|e| TrainError::io(&meta_path, e))?;
         let meta: PrepareReport = serde_json::from_str(&text)
             .map_err(|e| TrainError::Data(format!("{}: {e}", meta_path.display())))?;
         let open = |names: &[String]| -> Result<Vec<TokenShard>> {
             names.iter().map(|n| TokenShard::open(&dir.join(n))).collect()
         };
-        let data =
-            Self { train: open(&meta.train_shards)?, val: open(&meta.val_shards)?, vocab_size: meta.vocab_size };
+        let data = Self {
+            train: open(&meta.train_shards)?,
+            val: open(&meta.val_shards)?,
+            vocab_size: meta.vocab_size,
+        };
         data.check_ids()?;
         Ok(data)
     }
@@ -122,10 +126,9 @@ impl Batcher {
     }
 
     pub fn restore(state: &BatcherState) -> Result<Self> {
-        let pos: u128 = state
-            .word_pos
-            .parse()
-            .map_err(|_| TrainError::Data(format!("bad generator position {:?}", state.word_pos)))?;
+        let pos: u128 = state.word_pos.parse().map_err(|_| {
+            TrainError::Data(format!("bad generator position {:?}", state.word_pos))
+        })?;
         let mut rng = ChaCha8Rng::seed_from_u64(state.seed);
         rng.set_word_pos(pos);
         Ok(Self { seed: state.seed, rng, batches_drawn: state.batches_drawn })

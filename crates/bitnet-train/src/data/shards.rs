@@ -52,7 +52,10 @@ impl TokenShard {
         }
         let need = (n as u128) * width as u128 + HEADER_LEN as u128;
         if need != map.len() as u128 {
-            return Err(bad(format!("header says {n} tokens ({need} bytes), file has {}", map.len())));
+            return Err(bad(format!(
+                "header says {n} tokens ({need} bytes), file has {}",
+                map.len()
+            )));
         }
         Ok(TokenShard::Mapped { map, width, len: n as usize })
     }

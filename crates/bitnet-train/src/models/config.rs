@@ -120,7 +120,10 @@ impl ModelConfig {
     /// Shape checks that make the model buildable.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.model_type != "bitnet" && self.model_type != "llama" {
-            return Err(format!("model_type {:?}: expected \"bitnet\" or \"llama\"", self.model_type));
+            return Err(format!(
+                "model_type {:?}: expected \"bitnet\" or \"llama\"",
+                self.model_type
+            ));
         }
         let pos = [
             ("hidden_size", self.hidden_size),
@@ -139,10 +142,10 @@ impl ModelConfig {
                 "num_attention_heads {nh} is not a multiple of num_key_value_heads {nkv}"
             ));
         }
-        if self.head_dim.is_none() && self.hidden_size % nh != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(nh) {
             return Err(format!("hidden_size {} is not divisible by {nh} heads", self.hidden_size));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(format!("head_dim {} must be even for RoPE", self.head_dim()));
         }
         Ok(())

@@ -42,14 +42,17 @@ impl CausalLm {
         let (quant, had, eps) = (c.quant(), c.hadamard(), c.rms_norm_eps);
         let sub = c.has_sub_norms();
 
-        let embed = p.add("model.embed_tokens.weight", &[c.vocab_size, h], std, &mut rng, device)?;
+        let embed =
+            p.add("model.embed_tokens.weight", &[c.vocab_size, h], std, &mut rng, device)?;
         let mut blocks = Vec::with_capacity(c.num_hidden_layers);
         for l in 0..c.num_hidden_layers {
             let pre = format!("model.layers.{l}");
-            let mut lin = |name: &str, out: usize, inp: usize, hadamard: bool| -> Result<BitLinear> {
-                let w = p.add(&format!("{pre}.{name}.weight"), &[out, inp], std, &mut rng, device)?;
-                Ok(BitLinear::new(w, quant, hadamard)?)
-            };
+            let mut lin =
+                |name: &str, out: usize, inp: usize, hadamard: bool| -> Result<BitLinear> {
+                    let w =
+                        p.add(&format!("{pre}.{name}.weight"), &[out, inp], std, &mut rng, device)?;
+                    Ok(BitLinear::new(w, quant, hadamard)?)
+                };
             let q_proj = lin("self_attn.q_proj", nh * hd, h, false)?;
             let k_proj = lin("self_attn.k_proj", nkv * hd, h, false)?;
             let v_proj = lin("self_attn.v_proj", nkv * hd, h, false)?;
@@ -58,7 +61,8 @@ impl CausalLm {
             let up_proj = lin("mlp.up_proj", i, h, false)?;
             let down_proj = lin("mlp.down_proj", h, i, had)?;
             let mut norm = |name: &str, n: usize| -> Result<RmsNorm> {
-                let w = p.add(&format!("{pre}.{name}.weight"), &[n], Init::Ones, &mut rng, device)?;
+                let w =
+                    p.add(&format!("{pre}.{name}.weight"), &[n], Init::Ones, &mut rng, device)?;
                 Ok(RmsNorm::new(w, eps))
             };
             let input_layernorm = norm("input_layernorm", h)?;

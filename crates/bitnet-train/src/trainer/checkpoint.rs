@@ -106,8 +106,9 @@ pub fn safetensors_bytes(
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = owned
         .iter()
         .map(|(n, shape, bytes)| {
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .expect("shape and byte length agree by construction");
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .expect("shape and byte length agree by construction");
             (n.clone(), view)
         })
         .collect();
@@ -126,7 +127,8 @@ pub fn load_safetensors(
 ) -> Result<(BTreeMap<String, Tensor>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
     let bad = |msg: String| TrainError::Checkpoint { path: path.into(), msg };
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {

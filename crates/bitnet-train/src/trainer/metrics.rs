@@ -8,13 +8,16 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRecord {
     pub step: u64,
-    /// Mean training loss of the step (absent on the step-0 record, which only has `val_loss`).
+    /// Mean training loss of the step (absent on the step-0 record, which only has `val_loss`;
+    /// null when non-finite).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
     pub lr: f64,
     pub tokens_per_s: f64,
     pub tokens: u64,
-    pub grad_norm: f64,
+    /// Global gradient norm before clipping; null when non-finite (the step was skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_norm: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,7 +38,9 @@ impl MetricsLog {
     /// first, so a resumed run does not duplicate steps logged after the checkpoint.
     pub fn open(path: &Path, keep_until: Option<u64>) -> Result<Self> {
         let kept: Vec<MetricRecord> = match keep_until {
-            Some(step) => read(path).unwrap_or_default().into_iter().filter(|r| r.step <= step).collect(),
+            Some(step) => {
+                read(path).unwrap_or_default().into_iter().filter(|r| r.step <= step).collect()
+            }
             None => Vec::new(),
         };
         let mut text = String::new();
@@ -63,6 +68,9 @@ pub fn read(path: &Path) -> Result<Vec<MetricRecord>> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| TrainError::Data(format!("{}: {e}", path.display()))))
+        .map(|l| {
+            serde_json::from_str(l)
+                .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
+        })
         .collect()
 }

@@ -86,7 +86,11 @@ impl AdamW {
                 if src.dims() != var.dims() {
                     return Err(TrainError::Checkpoint {
                         path: "optimizer.safetensors".into(),
-                        msg: format!("tensor {key} has shape {:?}, expected {:?}", src.dims(), var.dims()),
+                        msg: format!(
+                            "tensor {key} has shape {:?}, expected {:?}",
+                            src.dims(),
+                            var.dims()
+                        ),
                     });
                 }
                 var.set(src)?;

@@ -73,7 +73,11 @@ impl Canvas {
                 for col in 0..3 {
                     if bits >> (2 - col) & 1 == 1 {
                         for (sx, sy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-                            self.set(x + ci as i64 * 8 + col * 2 + sx, y + r as i64 * 2 + sy, [0; 3]);
+                            self.set(
+                                x + ci as i64 * 8 + col * 2 + sx,
+                                y + r as i64 * 2 + sy,
+                                [0; 3],
+                            );
                         }
                     }
                 }

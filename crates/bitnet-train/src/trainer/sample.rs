@@ -26,7 +26,8 @@ pub fn sample_token(logits: &[f32], temperature: f32, top_k: usize, u: f64) -> u
     idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
     idx.truncate(if top_k == 0 { logits.len() } else { top_k.min(logits.len()) });
     let max = logits[idx[0]];
-    let w: Vec<f64> = idx.iter().map(|&i| (((logits[i] - max) / temperature) as f64).exp()).collect();
+    let w: Vec<f64> =
+        idx.iter().map(|&i| (((logits[i] - max) / temperature) as f64).exp()).collect();
     let total: f64 = w.iter().sum();
     let mut r = u * total;
     for (k, &wk) in w.iter().enumerate() {

@@ -45,7 +45,13 @@ impl Schedule {
     }
 
     pub fn cosine(total_steps: u64, warmup_steps: u64, peak: f64, min_lr: f64) -> Self {
-        Self { kind: ScheduleKind::Cosine, stage1_end: peak, peak2: peak, min_lr, ..Self::two_stage(total_steps, warmup_steps, peak, peak) }
+        Self {
+            kind: ScheduleKind::Cosine,
+            stage1_end: peak,
+            peak2: peak,
+            min_lr,
+            ..Self::two_stage(total_steps, warmup_steps, peak, peak)
+        }
     }
 
     /// The first step of stage 2.
@@ -75,7 +81,8 @@ impl Schedule {
             ScheduleKind::Cosine => {
                 let span = self.total_steps.saturating_sub(w).max(1) as f64;
                 let p = ((step - w) as f64 / span).min(1.0);
-                self.min_lr + 0.5 * (self.peak1 - self.min_lr) * (1.0 + (std::f64::consts::PI * p).cos())
+                self.min_lr
+                    + 0.5 * (self.peak1 - self.min_lr) * (1.0 + (std::f64::consts::PI * p).cos())
             }
         }
     }

@@ -129,7 +129,8 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
         batcher = Batcher::restore(&st.batcher)?;
         schedule = st.schedule.clone();
         schedule.total_steps = opts.steps;
-        (step, tokens_seen, skipped, elapsed) = (st.step, st.tokens_seen, st.skipped_steps, st.elapsed_s);
+        (step, tokens_seen, skipped, elapsed) =
+            (st.step, st.tokens_seen, st.skipped_steps, st.elapsed_s);
     }
     if step >= opts.steps {
         return Err(TrainError::Invalid(format!(
@@ -138,7 +139,8 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
         )));
     }
     let start_step = step;
-    let mut log = MetricsLog::open(&opts.out_dir.join("metrics.jsonl"), opts.resume.then_some(step))?;
+    let mut log =
+        MetricsLog::open(&opts.out_dir.join("metrics.jsonl"), opts.resume.then_some(step))?;
 
     let eval = |m: &CausalLm| validation_loss(m, data, t, b, opts.eval_windows);
     let first_val = eval(&model)?;
@@ -150,7 +152,7 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
                 lr: 0.0,
                 tokens_per_s: 0.0,
                 tokens: 0,
-                grad_norm: 0.0,
+                grad_norm: None,
                 val_loss: Some(v),
                 val_ppl: Some(v.exp()),
                 skipped: true,
@@ -160,13 +162,16 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
 
     let bar = if opts.progress { ProgressBar::new(opts.steps) } else { ProgressBar::hidden() };
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
+        )
+        .expect("valid template"),
     );
     bar.set_position(step);
 
     let names: Vec<String> = model.params.iter().map(|(k, _)| k.clone()).collect();
-    let (mut losses, mut bad_run, mut last_val, mut interrupted) = (Vec::new(), 0u32, first_val, false);
+    let (mut losses, mut bad_run, mut last_val, mut interrupted) =
+        (Vec::new(), 0u32, first_val, false);
     let mut window_tokens = 0u64;
     let mut window_start = Instant::now();
     let mut last_tps = 0.0;
@@ -215,12 +220,6 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
                 "step {}: non-finite loss {loss} or gradient norm {norm}; update skipped",
                 step + 1
             ));
-            if bad_run >= opts.max_bad_steps {
-                return Err(TrainError::Diverged(format!(
-                    "{bad_run} consecutive steps with non-finite loss or gradients (last at step {})",
-                    step + 1
-                )));
-            }
         }
         step += 1;
         let step_tokens = (b * t * accum) as u64;
@@ -232,7 +231,7 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
         let stop_now = opts.stop.load(Ordering::Relaxed) || opts.stop_after == Some(step);
         let last = step == opts.steps;
         let do_eval = last || (opts.eval_every > 0 && step % opts.eval_every == 0);
-        if do_eval || last || step % opts.log_every.max(1) == 0 || stop_now {
+        if do_eval || last || !finite || step % opts.log_every.max(1) == 0 || stop_now {
             last_tps = window_tokens as f64 / window_start.elapsed().as_secs_f64().max(1e-9);
             let val = if do_eval { eval(&model)? } else { None };
             if val.is_some() {
@@ -244,13 +243,19 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
                 lr,
                 tokens_per_s: last_tps,
                 tokens: tokens_seen,
-                grad_norm: norm,
+                grad_norm: Some(norm),
                 val_loss: val,
                 val_ppl: val.map(f64::exp),
                 skipped: !finite,
             })?;
             window_tokens = 0;
             window_start = Instant::now();
+        }
+        if bad_run >= opts.max_bad_steps.max(1) {
+            return Err(TrainError::Diverged(format!(
+                "{bad_run} consecutive steps with non-finite loss or gradients (last at step \
+                 {step}); the last checkpoint is untouched"
+            )));
         }
         bar.set_position(step);
         bar.set_message(format!("loss {loss:.3} | {last_tps:.0} tok/s"));
@@ -296,7 +301,12 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
     })
 }
 
-fn save_checkpoint(opts: &TrainOptions, model: &CausalLm, opt: &AdamW, st: &TrainerState) -> Result<()> {
+fn save_checkpoint(
+    opts: &TrainOptions,
+    model: &CausalLm,
+    opt: &AdamW,
+    st: &TrainerState,
+) -> Result<()> {
     let dir = &opts.out_dir;
     let meta = HashMap::from([
         ("format".to_string(), "pt".to_string()),
@@ -322,7 +332,8 @@ fn save_checkpoint(opts: &TrainOptions, model: &CausalLm, opt: &AdamW, st: &Trai
 fn resume_into(opts: &TrainOptions, model: &CausalLm, opt: &mut AdamW) -> Result<TrainerState> {
     let dir = &opts.out_dir;
     let st = checkpoint::read_state(dir)?;
-    let (weights, wmeta) = checkpoint::load_safetensors(&dir.join(checkpoint::MODEL_FILE), model.device())?;
+    let (weights, wmeta) =
+        checkpoint::load_safetensors(&dir.join(checkpoint::MODEL_FILE), model.device())?;
     let (moments, ometa) =
         checkpoint::load_safetensors(&dir.join(checkpoint::OPTIMIZER_FILE), model.device())?;
     for (file, meta) in [(checkpoint::MODEL_FILE, &wmeta), (checkpoint::OPTIMIZER_FILE, &ometa)] {
