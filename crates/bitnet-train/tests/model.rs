@@ -183,3 +183,21 @@ fn config_with_a_misspelt_key_is_rejected() {
     let err = ModelConfig::from_json(&v.to_string(), "cfg.json").unwrap_err().to_string();
     assert!(err.contains("multiple"), "{err}");
 }
+
+#[test]
+fn cached_weight_quantization_gives_the_same_forward_and_gradients() {
+    let m = CausalLm::new(&micro_config(QuantMode::B158, false), 9, &Device::Cpu).unwrap();
+    let x = ids(&tokens(2 * 16, 3), 2);
+    let grads_of = |m: &CausalLm| {
+        let loss = m.loss(&x, &x).unwrap();
+        let g = loss.backward().unwrap();
+        let w = m.params.get("model.layers.0.mlp.up_proj.weight").unwrap();
+        let gw: Vec<f32> = g.get(w.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        (loss.to_scalar::<f32>().unwrap(), gw)
+    };
+    let plain = grads_of(&m);
+    m.cache_weight_quant().unwrap();
+    assert_eq!(grads_of(&m), plain);
+    m.clear_weight_quant();
+    assert_eq!(grads_of(&m), plain);
+}

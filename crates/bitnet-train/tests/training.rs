@@ -66,6 +66,7 @@ fn options(cfg: ModelConfig, out: &Path, steps: u64) -> TrainOptions {
         stop_after: None,
         stop: Arc::new(AtomicBool::new(false)),
         progress: false,
+        workers: 1,
         tokenizer_json: None,
     }
 }
@@ -178,4 +179,25 @@ fn resume_rejects_an_inconsistent_checkpoint() {
     o.resume = true;
     let err = train(&o, &data, &Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("inconsistent"), "{err}");
+}
+
+#[test]
+fn data_parallel_workers_compute_the_same_step() {
+    let data = shakespeare(97);
+    let cfg = micro_config(QuantMode::B158, false);
+    let mut losses = Vec::new();
+    for workers in [1, 2, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = options(cfg.clone(), dir.path(), 3);
+        o.workers = workers;
+        o.eval_every = 0;
+        losses.push(train(&o, &data, &Device::Cpu).unwrap().losses);
+    }
+    // The first step sees identical weights, so only float summation order differs.
+    for l in &losses[1..] {
+        assert!((l[0] - losses[0][0]).abs() < 1e-5, "{losses:?}");
+        for (a, b) in l.iter().zip(&losses[0]) {
+            assert!((a - b).abs() < 1e-3, "{losses:?}");
+        }
+    }
 }

@@ -75,7 +75,7 @@ pub struct Args {
     clip: f64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Worker threads (default: all cores).
+    /// Worker threads, each training on its share of every micro-batch (default: all cores).
     #[arg(long, short = 't')]
     threads: Option<usize>,
     /// Checkpoint every N steps (0: at the end and on Ctrl-C only).
@@ -134,13 +134,34 @@ fn load_data(args: &Args, tk: &Tokenizer) -> Result<TokenData> {
     Ok(TokenData::from_tokens(train, val, vocab)?)
 }
 
+/// Training allocates and frees many tensors of a few MB per step. glibc hands allocations above
+/// its mmap threshold back to the kernel on free, so each one comes back as fresh zeroed pages
+/// (page faults that serialize the worker threads). Keeping them in the heap removes that cost.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only sets glibc allocator parameters; it is called before any worker
+    // thread exists and passes valid parameter numbers with in-range values.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 pub fn run(args: Args) -> Result<()> {
-    if let Some(t) = args.threads {
-        if t == 0 {
-            bail!("--threads must be at least 1");
-        }
-        // candle's CPU kernels size their thread pools from this variable.
-        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+    keep_freed_memory();
+    let workers = match args.threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(t) => t,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    if !args.cuda && std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // Threads split each micro-batch (data parallel); candle's own per-operation threading
+        // (sized by this variable, which a user may still set) is turned off: on the models a
+        // CPU trains it costs more than it gains (docs/experiments.md).
+        std::env::set_var("RAYON_NUM_THREADS", "1");
     }
     let preset: Preset = args.preset.parse().map_err(anyhow::Error::msg)?;
     let defaults = preset.defaults();
@@ -191,7 +212,7 @@ pub fn run(args: Args) -> Result<()> {
     let steps = args
         .steps
         .or(resumed.as_ref().map(|s| s.total_steps))
-        .unwrap_or(if preset == Preset::Tiny { 300 } else { 10_000 });
+        .unwrap_or(if preset == Preset::Tiny { 200 } else { 10_000 });
     let warmup = args.warmup.unwrap_or((steps / 10).min(375));
     let (lr1, lr2) = (args.lr.unwrap_or(defaults.lr.0), args.lr2.unwrap_or(defaults.lr.1));
     let mut schedule = match args.schedule.as_str() {
@@ -215,9 +236,14 @@ pub fn run(args: Args) -> Result<()> {
         })
         .context("installing the Ctrl-C handler")?;
     }
+    let model_name = match (&resume_dir, &args.config) {
+        (Some(d), _) => format!("the checkpoint in {}", d.display()),
+        (None, Some(c)) => c.display().to_string(),
+        (None, None) => format!("preset {}", preset.name()),
+    };
     println!(
         "training {} ({} parameters, {}, {} layers) on {} tokens ({} validation), {} steps of {} x {} x {} tokens, device {:?}",
-        preset.name(),
+        model_name,
         config.num_params(),
         config.quant(),
         config.num_hidden_layers,
@@ -248,6 +274,7 @@ pub fn run(args: Args) -> Result<()> {
         stop_after: args.stop_after,
         stop,
         progress: !args.quiet,
+        workers: if args.cuda { 1 } else { workers },
         tokenizer_json: Some(tk_json),
     };
     let s = train(&opts, &data, &device)?;

@@ -4,6 +4,7 @@
 use super::quant::QuantMode;
 use bitnet_core::quant::{hadamard_block_len, hadamard_transform};
 use candle_core::{Result, Tensor};
+use std::sync::{Arc, RwLock};
 
 /// A linear layer whose forward pass sees quantized weights and activations (per
 /// [`QuantMode`]) while the optimizer updates latent full-precision weights.
@@ -14,6 +15,10 @@ pub struct BitLinear {
     mode: QuantMode,
     /// The orthonormal block Hadamard matrix `[block, block]` for H-BitLinear.
     hadamard: Option<Tensor>,
+    /// `(Q(W) - W).detach()` for the current weights, set by [`Self::cache_weight_quant`]: the
+    /// weights change once per optimizer step, not per forward pass, so the trainer quantizes
+    /// them once per step instead of once per micro-batch and worker.
+    quant_delta: Arc<RwLock<Option<Tensor>>>,
 }
 
 impl BitLinear {
@@ -23,7 +28,22 @@ impl BitLinear {
         } else {
             None
         };
-        Ok(Self { weight, mode, hadamard })
+        Ok(Self { weight, mode, hadamard, quant_delta: Arc::new(RwLock::new(None)) })
+    }
+
+    /// Quantizes the current weights once; later forward passes reuse the result until the next
+    /// call or [`Self::clear_weight_quant`]. Call it again whenever the weights change.
+    pub fn cache_weight_quant(&self) -> Result<()> {
+        let delta = match self.mode {
+            QuantMode::None => None,
+            mode => Some((mode.fake_quant_weight(&self.weight.detach())? - self.weight.detach())?),
+        };
+        *self.quant_delta.write().unwrap_or_else(|e| e.into_inner()) = delta;
+        Ok(())
+    }
+
+    pub fn clear_weight_quant(&self) {
+        *self.quant_delta.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -37,8 +57,13 @@ impl BitLinear {
             None => x.clone(),
         };
         let xq = self.mode.fake_quant_act(&x)?;
-        let wq = self.mode.fake_quant_weight(&self.weight)?;
-        xq.broadcast_matmul(&wq.t()?)
+        let cached = self.quant_delta.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let wq = match cached {
+            // The same value as the straight-through estimator `W + (Q(W) - W).detach()`.
+            Some(delta) => (&self.weight + delta)?,
+            None => self.mode.fake_quant_weight(&self.weight)?,
+        };
+        matmul_t(&xq, &wq)
     }
 }
 
@@ -65,4 +90,15 @@ pub fn block_hadamard(x: &Tensor, h: &Tensor) -> Result<Tensor> {
     *blocked.last_mut().expect("non-empty") = n / b;
     blocked.push(b);
     x.reshape(blocked)?.broadcast_matmul(h)?.reshape(dims)
+}
+
+/// `x · w^T` for `x: [..., in]` and `w: [out, in]`, as one 2-D matrix product over all leading
+/// dimensions (a broadcast batched product would materialize one weight gradient per batch row).
+pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let dims = x.dims();
+    let (inp, out) = (dims[dims.len() - 1], w.dim(0)?);
+    let rows = x.elem_count() / inp.max(1);
+    let mut out_dims = dims.to_vec();
+    *out_dims.last_mut().expect("at least one dimension") = out;
+    x.reshape((rows, inp))?.matmul(&w.t()?)?.reshape(out_dims)
 }

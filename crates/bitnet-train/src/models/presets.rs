@@ -96,7 +96,7 @@ impl Preset {
 
     pub fn defaults(self) -> PresetDefaults {
         let (lr, seq_len, batch_size) = match self {
-            Preset::Tiny => ((3e-3, 2e-3), 128, 16),
+            Preset::Tiny => ((3e-3, 2e-3), 128, 8),
             Preset::M125 => ((1.8e-3, 1.2e-3), 512, 8),
             Preset::M700 => ((1.5e-3, 1e-3), 2048, 4),
             Preset::B1_3 | Preset::B3 => ((1.2e-3, 8e-4), 2048, 2),

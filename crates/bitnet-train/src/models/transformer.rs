@@ -104,6 +104,27 @@ impl CausalLm {
         })
     }
 
+    fn linears(&self) -> impl Iterator<Item = &BitLinear> {
+        self.blocks.iter().flat_map(|b| {
+            let (a, m) = (&b.attn, &b.mlp);
+            [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
+        })
+    }
+
+    /// Quantizes every BitLinear's current weights once for the following forward passes (see
+    /// [`BitLinear::cache_weight_quant`]); call again after the weights change.
+    pub fn cache_weight_quant(&self) -> Result<()> {
+        for l in self.linears() {
+            l.cache_weight_quant()?;
+        }
+        Ok(())
+    }
+
+    /// Drops the cached weight quantization: forward passes quantize on the fly again.
+    pub fn clear_weight_quant(&self) {
+        self.linears().for_each(BitLinear::clear_weight_quant);
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }
@@ -128,7 +149,7 @@ impl CausalLm {
         }
         let x = self.norm.forward(&x)?;
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        Ok(x.broadcast_matmul(&head.t()?)?)
+        Ok(crate::layers::bitlinear::matmul_t(&x, head)?)
     }
 
     /// Mean next-token cross-entropy with Hugging Face's label convention: `labels` has the

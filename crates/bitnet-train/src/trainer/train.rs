@@ -45,6 +45,10 @@ pub struct TrainOptions {
     /// Set (e.g. by Ctrl-C) to checkpoint and return after the current step.
     pub stop: Arc<AtomicBool>,
     pub progress: bool,
+    /// Data-parallel workers: each micro-batch is split by rows over this many threads, each
+    /// running forward and backward on its rows (results depend on this count only through
+    /// float summation order; a resumed run must use the same count to be bit-identical).
+    pub workers: usize,
     /// `tokenizer.json` text copied into each checkpoint.
     pub tokenizer_json: Option<String>,
 }
@@ -139,6 +143,7 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
         )));
     }
     let start_step = step;
+    model.cache_weight_quant()?;
     let mut log =
         MetricsLog::open(&opts.out_dir.join("metrics.jsonl"), opts.resume.then_some(step))?;
 
@@ -169,7 +174,7 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
     );
     bar.set_position(step);
 
-    let names: Vec<String> = model.params.iter().map(|(k, _)| k.clone()).collect();
+    let workers = opts.workers.clamp(1, b);
     let (mut losses, mut bad_run, mut last_val, mut interrupted) =
         (Vec::new(), 0u32, first_val, false);
     let mut window_tokens = 0u64;
@@ -182,19 +187,15 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
         let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
         let mut loss_sum = 0.0f64;
         for _ in 0..accum {
-            let ids = Tensor::from_vec(batcher.next_batch(data, b, t)?, (b, t), device)?;
-            let loss = model.loss(&ids, &ids)?;
-            loss_sum += loss.to_scalar::<f32>()? as f64;
-            let gs = (loss / accum as f64)?.backward()?;
-            for name in &names {
-                let var = model.params.get(name).expect("name from the store");
-                if let Some(g) = gs.get(var.as_tensor()) {
-                    let acc = match grads.remove(name) {
-                        Some(prev) => (prev + g)?,
-                        None => g.clone(),
-                    };
-                    grads.insert(name.clone(), acc);
-                }
+            let batch = batcher.next_batch(data, b, t)?;
+            let (loss, gs) = micro_step(&model, &batch, b, t, workers, accum)?;
+            loss_sum += loss;
+            for (name, g) in gs {
+                let acc = match grads.remove(&name) {
+                    Some(prev) => (prev + g)?,
+                    None => g,
+                };
+                grads.insert(name, acc);
             }
         }
         let loss = loss_sum / accum as f64;
@@ -213,6 +214,7 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
                 }
             }
             opt.step(&model.params, &grads, lr, wd)?;
+            model.cache_weight_quant()?;
         } else {
             skipped += 1;
             bad_run += 1;
@@ -299,6 +301,64 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
         skipped_steps: skipped,
         interrupted,
     })
+}
+
+/// Forward and backward of one micro-batch (`b` rows of `t` tokens), split over `workers`
+/// threads. Returns the mean loss and the gradients of `loss / accum` by parameter name, summed
+/// over the workers in a fixed order.
+fn micro_step(
+    model: &CausalLm,
+    batch: &[u32],
+    b: usize,
+    t: usize,
+    workers: usize,
+    accum: usize,
+) -> Result<(f64, BTreeMap<String, Tensor>)> {
+    let device = model.device();
+    let run = |rows: std::ops::Range<usize>| -> Result<(f64, BTreeMap<String, Tensor>)> {
+        let n = rows.len();
+        let ids = Tensor::from_slice(&batch[rows.start * t..rows.end * t], (n, t), device)?;
+        let loss = model.loss(&ids, &ids)?;
+        let value = loss.to_scalar::<f32>()? as f64;
+        let gs = (loss * (n as f64 / (b * accum) as f64))?.backward()?;
+        let mut out = BTreeMap::new();
+        for (name, var) in model.params.iter() {
+            if let Some(g) = gs.get(var.as_tensor()) {
+                out.insert(name.clone(), g.clone());
+            }
+        }
+        Ok((value * n as f64 / b as f64, out))
+    };
+    let ranges: Vec<std::ops::Range<usize>> =
+        (0..workers).map(|w| w * b / workers..(w + 1) * b / workers).collect();
+    let parts: Vec<Result<(f64, BTreeMap<String, Tensor>)>> = if workers == 1 {
+        vec![run(0..b)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = ranges.iter().map(|r| s.spawn(|| run(r.clone()))).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(TrainError::Invalid("a training worker thread panicked".into()))
+                    })
+                })
+                .collect()
+        })
+    };
+    let (mut loss, mut grads) = (0.0, BTreeMap::<String, Tensor>::new());
+    for part in parts {
+        let (l, gs) = part?;
+        loss += l;
+        for (name, g) in gs {
+            let acc = match grads.remove(&name) {
+                Some(prev) => (prev + g)?,
+                None => g,
+            };
+            grads.insert(name, acc);
+        }
+    }
+    Ok((loss, grads))
 }
 
 fn save_checkpoint(
