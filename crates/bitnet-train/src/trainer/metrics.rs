@@ -13,6 +13,8 @@ pub struct MetricRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
     pub lr: f64,
+    /// Training tokens per second of the steps since the previous record (the time of the
+    /// forward, backward and update passes; evaluation and checkpoints are not counted).
     pub tokens_per_s: f64,
     pub tokens: u64,
     /// Global gradient norm before clipping; null when non-finite (the step was skipped).

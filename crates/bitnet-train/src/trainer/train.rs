@@ -62,6 +62,7 @@ pub struct TrainSummary {
     pub losses: Vec<f64>,
     pub first_val_loss: Option<f64>,
     pub last_val_loss: Option<f64>,
+    /// Tokens per second of training steps in this call (evaluation and checkpoints excluded).
     pub tokens_per_s: f64,
     pub skipped_steps: u64,
     pub interrupted: bool,
@@ -178,8 +179,10 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
     let (mut losses, mut bad_run, mut last_val, mut interrupted) =
         (Vec::new(), 0u32, first_val, false);
     let mut window_tokens = 0u64;
-    let mut window_start = Instant::now();
+    let mut window_secs = 0.0f64;
     let mut last_tps = 0.0;
+    // Seconds spent in training steps (not evaluation or checkpoints) during this call.
+    let mut run_secs = 0.0f64;
     while step < opts.steps {
         let step_start = Instant::now();
         let lr = schedule.lr(step);
@@ -227,14 +230,17 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
         let step_tokens = (b * t * accum) as u64;
         tokens_seen += step_tokens;
         window_tokens += step_tokens;
-        elapsed += step_start.elapsed().as_secs_f64();
+        let step_secs = step_start.elapsed().as_secs_f64();
+        elapsed += step_secs;
+        run_secs += step_secs;
+        window_secs += step_secs;
         losses.push(loss);
 
         let stop_now = opts.stop.load(Ordering::Relaxed) || opts.stop_after == Some(step);
         let last = step == opts.steps;
-        let do_eval = last || (opts.eval_every > 0 && step % opts.eval_every == 0);
+        let do_eval = last || stop_now || (opts.eval_every > 0 && step % opts.eval_every == 0);
         if do_eval || last || !finite || step % opts.log_every.max(1) == 0 || stop_now {
-            last_tps = window_tokens as f64 / window_start.elapsed().as_secs_f64().max(1e-9);
+            last_tps = window_tokens as f64 / window_secs.max(1e-9);
             let val = if do_eval { eval(&model)? } else { None };
             if val.is_some() {
                 last_val = val;
@@ -251,7 +257,7 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
                 skipped: !finite,
             })?;
             window_tokens = 0;
-            window_start = Instant::now();
+            window_secs = 0.0;
         }
         if bad_run >= opts.max_bad_steps.max(1) {
             return Err(TrainError::Diverged(format!(
@@ -289,7 +295,6 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
     let records = super::metrics::read(&opts.out_dir.join("metrics.jsonl"))?;
     super::plot::write_loss_png(&records, &opts.out_dir.join("loss.png"))?;
     let total_tokens = (step - start_step) * (b * t * accum) as u64;
-    let run_time = elapsed.max(1e-9);
     Ok(TrainSummary {
         model,
         start_step,
@@ -297,7 +302,7 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
         losses,
         first_val_loss: first_val,
         last_val_loss: last_val,
-        tokens_per_s: if opts.resume { last_tps } else { total_tokens as f64 / run_time },
+        tokens_per_s: total_tokens as f64 / run_secs.max(1e-9),
         skipped_steps: skipped,
         interrupted,
     })
