@@ -31,7 +31,8 @@ pub struct Args {
     /// tokenizer.json (default: the data directory's, else the bundled one).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// Optimizer steps in all (when resuming: the new total).
+    /// Optimizer steps in all (default: 400 for tiny, 10000 otherwise; when resuming, the new
+    /// total).
     #[arg(long)]
     steps: Option<u64>,
     /// Output (checkpoint) directory. Default: runs/PRESET-QUANT.
@@ -212,7 +213,7 @@ pub fn run(args: Args) -> Result<()> {
     let steps = args
         .steps
         .or(resumed.as_ref().map(|s| s.total_steps))
-        .unwrap_or(if preset == Preset::Tiny { 200 } else { 10_000 });
+        .unwrap_or(if preset == Preset::Tiny { 400 } else { 10_000 });
     let warmup = args.warmup.unwrap_or((steps / 10).min(375));
     let (lr1, lr2) = (args.lr.unwrap_or(defaults.lr.0), args.lr2.unwrap_or(defaults.lr.1));
     let mut schedule = match args.schedule.as_str() {
