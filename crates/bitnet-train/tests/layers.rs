@@ -120,20 +120,21 @@ fn ste_gradients_match_finite_differences() {
             }
             s
         };
+        // Central difference of `g` at `at` along coordinate `idx`.
         let h = 1e-2f32;
-        for idx in 0..out * inp {
-            let (mut p, mut m) = (wq.clone(), wq.clone());
+        let fd = |g: &dyn Fn(&[f32]) -> f64, at: &[f32], idx: usize| {
+            let (mut p, mut m) = (at.to_vec(), at.to_vec());
             p[idx] += h;
             m[idx] -= h;
-            let fd = (f(&p, &xq) - f(&m, &xq)) / (2.0 * h as f64);
-            assert!((fd - gw[idx] as f64).abs() < 1e-3, "{mode} dW[{idx}]: fd {fd} vs {}", gw[idx]);
+            (g(&p) - g(&m)) / (2.0 * h as f64)
+        };
+        for (idx, &g) in gw.iter().enumerate() {
+            let d = fd(&|v| f(v, &xq), &wq, idx);
+            assert!((d - g as f64).abs() < 1e-3, "{mode} dW[{idx}]: fd {d} vs {g}");
         }
-        for idx in 0..n * inp {
-            let (mut p, mut m) = (xq.clone(), xq.clone());
-            p[idx] += h;
-            m[idx] -= h;
-            let fd = (f(&wq, &p) - f(&wq, &m)) / (2.0 * h as f64);
-            assert!((fd - gx[idx] as f64).abs() < 1e-3, "{mode} dx[{idx}]: fd {fd} vs {}", gx[idx]);
+        for (idx, &g) in gx.iter().enumerate() {
+            let d = fd(&|u| f(&wq, u), &xq, idx);
+            assert!((d - g as f64).abs() < 1e-3, "{mode} dx[{idx}]: fd {d} vs {g}");
         }
     }
 }

@@ -12,18 +12,18 @@ pub struct Rope {
 
 impl Rope {
     pub fn new(head_dim: usize, max_positions: usize, theta: f64, device: &Device) -> Result<Self> {
-        let half = head_dim / 2;
+        // As transformers computes it: inv_freq in f32, position times it in f32.
+        let inv: Vec<f32> = (0..head_dim / 2)
+            .map(|i| (1.0 / theta.powf((2 * i) as f64 / head_dim as f64)) as f32)
+            .collect();
         let mut cos = Vec::with_capacity(max_positions * head_dim);
         let mut sin = Vec::with_capacity(max_positions * head_dim);
         for p in 0..max_positions {
+            let (s, c): (Vec<f32>, Vec<f32>) =
+                inv.iter().map(|&f| (p as f32 * f).sin_cos()).unzip();
             for _ in 0..2 {
-                for i in 0..half {
-                    // As transformers computes it: inv_freq in f32, position times it in f32.
-                    let inv = (1.0 / theta.powf((2 * i) as f64 / head_dim as f64)) as f32;
-                    let a = p as f32 * inv;
-                    cos.push(a.cos());
-                    sin.push(a.sin());
-                }
+                cos.extend_from_slice(&c);
+                sin.extend_from_slice(&s);
             }
         }
         let shape = (max_positions, head_dim);

@@ -101,7 +101,7 @@ pub fn safetensors_bytes(
     let mut owned = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let data: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        owned.push((name.clone(), t.dims().to_vec(), bytemuck_f32(&data)));
+        owned.push((name.clone(), t.dims().to_vec(), f32_le_bytes(&data)));
     }
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = owned
         .iter()
@@ -116,7 +116,7 @@ pub fn safetensors_bytes(
         .map_err(|e| TrainError::Invalid(format!("safetensors: {e}")))
 }
 
-fn bytemuck_f32(v: &[f32]) -> Vec<u8> {
+fn f32_le_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 

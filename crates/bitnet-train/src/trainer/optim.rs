@@ -80,12 +80,12 @@ impl AdamW {
             for (k, var) in map {
                 let key = format!("{prefix}.{k}");
                 let src = tensors.get(&key).ok_or_else(|| TrainError::Checkpoint {
-                    path: "optimizer.safetensors".into(),
+                    path: super::checkpoint::OPTIMIZER_FILE.into(),
                     msg: format!("missing tensor {key}"),
                 })?;
                 if src.dims() != var.dims() {
                     return Err(TrainError::Checkpoint {
-                        path: "optimizer.safetensors".into(),
+                        path: super::checkpoint::OPTIMIZER_FILE.into(),
                         msg: format!(
                             "tensor {key} has shape {:?}, expected {:?}",
                             src.dims(),

@@ -193,13 +193,7 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
             let batch = batcher.next_batch(data, b, t)?;
             let (loss, gs) = micro_step(&model, &batch, b, t, workers, accum)?;
             loss_sum += loss;
-            for (name, g) in gs {
-                let acc = match grads.remove(&name) {
-                    Some(prev) => (prev + g)?,
-                    None => g,
-                };
-                grads.insert(name, acc);
-            }
+            add_grads(&mut grads, gs)?;
         }
         let loss = loss_sum / accum as f64;
         let mut sq = 0.0f64;
@@ -355,15 +349,21 @@ fn micro_step(
     for part in parts {
         let (l, gs) = part?;
         loss += l;
-        for (name, g) in gs {
-            let acc = match grads.remove(&name) {
-                Some(prev) => (prev + g)?,
-                None => g,
-            };
-            grads.insert(name, acc);
-        }
+        add_grads(&mut grads, gs)?;
     }
     Ok((loss, grads))
+}
+
+/// `acc += more`, parameter by parameter (a name missing from `acc` starts at `more`'s value).
+fn add_grads(acc: &mut BTreeMap<String, Tensor>, more: BTreeMap<String, Tensor>) -> Result<()> {
+    for (name, g) in more {
+        let sum = match acc.remove(&name) {
+            Some(prev) => (prev + g)?,
+            None => g,
+        };
+        acc.insert(name, sum);
+    }
+    Ok(())
 }
 
 fn save_checkpoint(
