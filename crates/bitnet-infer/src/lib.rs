@@ -1,4 +1,15 @@
-//! `bitnet-infer` will own the packed inference engine: GGUF and safetensors model files
-//! (memory-mapped), the weights/state split, one top-down forward pass over the
+//! `bitnet-infer`: the packed inference engine of bitnet-rs. Model files (GGUF and Hugging Face
+//! safetensors, memory-mapped), the weights/state split, one top-down forward pass over the
 //! [`bitnet_core::kernels`], the KV cache, sampling, tokenizers and chat templates, perplexity and
-//! benchmarks. It never depends on candle. Nothing is implemented yet.
+//! benchmarks. It never depends on candle.
+
+pub mod engine;
+pub mod error;
+pub mod gguf;
+pub mod model;
+pub mod tokenizer;
+
+pub use engine::{Engine, Logits, State};
+pub use error::{InferError, Result};
+pub use model::Model;
+pub use tokenizer::Tokenizer;

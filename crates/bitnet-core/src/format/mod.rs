@@ -5,6 +5,8 @@
 //! - [`i2s`]: bitnet.cpp's `I2_S` tensor layout (x86, 128-weight blocks, one f32 scale per tensor).
 //! - [`hf_packed`]: the 2-bit packing of Hugging Face `BitNetForCausalLM` offline checkpoints.
 //! - [`BlockQ8K`]: the int8 activation block the kernels consume (ggml's `block_q8_K`).
+//! - [`BlockQ8_0`], [`BlockQ8_1`], [`BlockQ4_0`], [`BlockQ4_1`], [`BlockQ6K`]: the llama.cpp
+//!   weight blocks of pretrained models (SmolLM2, embeddings and heads of ternary models).
 //! - [`GgmlType`]: ggml type ids and their block geometry.
 //!
 //! Every block has a byte-layout comment and a compile-time size assertion; the reference quantize
@@ -13,11 +15,17 @@
 pub mod ggml_type;
 pub mod hf_packed;
 pub mod i2s;
+pub mod q4;
+pub mod q6_k;
+pub mod q8_0;
 pub mod q8k;
 pub mod tq1_0;
 pub mod tq2_0;
 
 pub use ggml_type::GgmlType;
+pub use q4::{BlockQ4_0, BlockQ4_1};
+pub use q6_k::BlockQ6K;
+pub use q8_0::{BlockQ8_0, BlockQ8_1};
 pub use q8k::BlockQ8K;
 pub use tq1_0::BlockTQ1_0;
 pub use tq2_0::BlockTQ2_0;

@@ -27,7 +27,7 @@ pub struct TernaryMatrix<'a> {
     cols: usize,
 }
 
-fn cast<'a, T: bytemuck::Pod>(what: &'static str, bytes: &'a [u8]) -> Result<&'a [T]> {
+pub(crate) fn cast<'a, T: bytemuck::Pod>(what: &'static str, bytes: &'a [u8]) -> Result<&'a [T]> {
     bytemuck::try_cast_slice(bytes).map_err(|e| match e {
         bytemuck::PodCastError::TargetAlignmentGreaterAndInputNotAligned => {
             CoreError::Misaligned { what, align: std::mem::align_of::<T>() }

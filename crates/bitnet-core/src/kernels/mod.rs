@@ -13,6 +13,7 @@ pub mod matmul;
 pub mod matrix;
 pub mod owned;
 pub mod pool;
+pub mod quant;
 pub mod repack;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -22,6 +23,7 @@ pub use matmul::Matmul;
 pub use matrix::{TernaryMatrix, TernaryView};
 pub use owned::{OwnedTernary, TernaryFormat};
 pub use pool::ThreadPool;
+pub use quant::{ActKind, QuantActs, QuantMatrix, QuantView};
 pub use repack::T2pMatrix;
 
 use crate::format::{BlockQ8K, BlockTQ1_0, BlockTQ2_0};

@@ -1,0 +1,327 @@
+//! Matrices in llama.cpp's non-ternary weight types (`F32`, `F16`, `BF16`, `Q8_0`, `Q4_0`, `Q4_1`,
+//! `Q6_K`) and their dot products with the activation type llama.cpp pairs each one with
+//! (`Q8_0`, `Q8_1`, `Q8_K`, or plain f32): the path of pretrained models such as SmolLM2 and of
+//! the embeddings and heads of ternary models. Scalar loops; the compiler vectorises them.
+
+use super::pool::{thread_range, OutPtr};
+use super::Matmul;
+use crate::format::q4::nibble;
+use crate::format::q8_0::{quantize_row_q8_0, quantize_row_q8_1, QK8_0};
+use crate::format::q8k::quantize_row_q8k;
+use crate::format::{
+    check_len, check_multiple, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
+    GgmlType, QK_K,
+};
+use crate::{CoreError, Result};
+use half::{bf16, f16};
+
+/// The packed weights of a (rows, cols) matrix, row-major.
+#[derive(Debug, Clone, Copy)]
+pub enum QuantView<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    BF16(&'a [bf16]),
+    Q8_0(&'a [BlockQ8_0]),
+    Q4_0(&'a [BlockQ4_0]),
+    Q4_1(&'a [BlockQ4_1]),
+    Q6K(&'a [BlockQ6K]),
+}
+
+/// The activation type a weight type is multiplied with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActKind {
+    F32,
+    Q8_0,
+    Q8_1,
+    Q8K,
+}
+
+/// A validated (rows, cols) matrix of a llama.cpp weight type.
+#[derive(Debug, Clone, Copy)]
+pub struct QuantMatrix<'a> {
+    view: QuantView<'a>,
+    rows: usize,
+    cols: usize,
+}
+
+fn cast<'a, T: bytemuck::Pod>(what: &'static str, bytes: &'a [u8]) -> Result<&'a [T]> {
+    super::matrix::cast(what, bytes)
+}
+
+impl<'a> QuantMatrix<'a> {
+    /// Checks that `view` holds exactly (rows, cols) values.
+    pub fn new(view: QuantView<'a>, rows: usize, cols: usize) -> Result<Self> {
+        let n = rows.checked_mul(cols).ok_or(CoreError::ShapeMismatch {
+            name: "matrix size",
+            expected: usize::MAX,
+            got: rows,
+        })?;
+        let (block, len) = match view {
+            QuantView::F32(v) => (1, v.len()),
+            QuantView::F16(v) => (1, v.len()),
+            QuantView::BF16(v) => (1, v.len()),
+            QuantView::Q8_0(v) => (QK8_0, v.len()),
+            QuantView::Q4_0(v) => (QK8_0, v.len()),
+            QuantView::Q4_1(v) => (QK8_0, v.len()),
+            QuantView::Q6K(v) => (QK_K, v.len()),
+        };
+        check_multiple("quantized matrix columns", cols, block)?;
+        check_len("quantized matrix blocks", n / block, len)?;
+        Ok(Self { view, rows, cols })
+    }
+
+    /// A matrix from the raw bytes of a tensor of type `ty`.
+    pub fn from_bytes(ty: GgmlType, bytes: &'a [u8], rows: usize, cols: usize) -> Result<Self> {
+        let view = match ty {
+            GgmlType::F32 => QuantView::F32(cast("F32 tensor", bytes)?),
+            GgmlType::F16 => QuantView::F16(cast("F16 tensor", bytes)?),
+            GgmlType::BF16 => QuantView::BF16(cast("BF16 tensor", bytes)?),
+            GgmlType::Q8_0 => QuantView::Q8_0(cast("Q8_0 tensor", bytes)?),
+            GgmlType::Q4_0 => QuantView::Q4_0(cast("Q4_0 tensor", bytes)?),
+            GgmlType::Q4_1 => QuantView::Q4_1(cast("Q4_1 tensor", bytes)?),
+            GgmlType::Q6K => QuantView::Q6K(cast("Q6_K tensor", bytes)?),
+            other => return Err(CoreError::UnknownTypeId { id: other.id() }),
+        };
+        Self::new(view, rows, cols)
+    }
+
+    pub fn view(&self) -> QuantView<'a> {
+        self.view
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The activation type llama.cpp multiplies this weight type with.
+    pub fn act_kind(&self) -> ActKind {
+        match self.view {
+            QuantView::F32(_) | QuantView::F16(_) | QuantView::BF16(_) => ActKind::F32,
+            QuantView::Q8_0(_) | QuantView::Q4_0(_) => ActKind::Q8_0,
+            QuantView::Q4_1(_) => ActKind::Q8_1,
+            QuantView::Q6K(_) => ActKind::Q8K,
+        }
+    }
+
+    /// Bytes of weights one pass over the matrix reads.
+    pub fn weight_bytes(&self) -> usize {
+        match self.view {
+            QuantView::F32(v) => std::mem::size_of_val(v),
+            QuantView::F16(v) => std::mem::size_of_val(v),
+            QuantView::BF16(v) => std::mem::size_of_val(v),
+            QuantView::Q8_0(v) => std::mem::size_of_val(v),
+            QuantView::Q4_0(v) => std::mem::size_of_val(v),
+            QuantView::Q4_1(v) => std::mem::size_of_val(v),
+            QuantView::Q6K(v) => std::mem::size_of_val(v),
+        }
+    }
+
+    /// Dequantizes row `r` into `out` (`cols` values): an embedding lookup.
+    pub fn row_f32(&self, r: usize, out: &mut [f32]) -> Result<()> {
+        check_len("row_f32 output", self.cols, out.len())?;
+        if r >= self.rows {
+            return Err(CoreError::ShapeMismatch {
+                name: "row index",
+                expected: self.rows,
+                got: r,
+            });
+        }
+        let c = self.cols;
+        match self.view {
+            QuantView::F32(v) => out.copy_from_slice(&v[r * c..(r + 1) * c]),
+            QuantView::F16(v) => out.iter_mut().zip(&v[r * c..]).for_each(|(o, x)| *o = x.to_f32()),
+            QuantView::BF16(v) => {
+                out.iter_mut().zip(&v[r * c..]).for_each(|(o, x)| *o = x.to_f32())
+            }
+            QuantView::Q8_0(v) => {
+                let nb = c / QK8_0;
+                let deq = crate::format::q8_0::dequantize_row_q8_0(&v[r * nb..(r + 1) * nb]);
+                out.copy_from_slice(&deq);
+            }
+            QuantView::Q4_0(v) => {
+                let nb = c / QK8_0;
+                out.copy_from_slice(&crate::format::q4::dequantize_row_q4_0(
+                    &v[r * nb..(r + 1) * nb],
+                ));
+            }
+            QuantView::Q4_1(v) => {
+                let nb = c / QK8_0;
+                out.copy_from_slice(&crate::format::q4::dequantize_row_q4_1(
+                    &v[r * nb..(r + 1) * nb],
+                ));
+            }
+            QuantView::Q6K(v) => {
+                let nb = c / QK_K;
+                out.copy_from_slice(&crate::format::q6_k::dequantize_row_q6_k(
+                    &v[r * nb..(r + 1) * nb],
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Quantized activations of `n_tokens` tokens, reused across calls.
+#[derive(Debug, Default, Clone)]
+pub struct QuantActs {
+    f32: Vec<f32>,
+    q8_0: Vec<BlockQ8_0>,
+    q8_1: Vec<BlockQ8_1>,
+    q8k: Vec<BlockQ8K>,
+    kind: Option<ActKind>,
+    cols: usize,
+    n_tokens: usize,
+}
+
+impl QuantActs {
+    /// Quantizes `x` (n_tokens × cols, row-major) for weights that take `kind`.
+    pub fn quantize(&mut self, kind: ActKind, x: &[f32], cols: usize) -> Result<()> {
+        if cols == 0 {
+            return Err(CoreError::ShapeMismatch {
+                name: "activation columns",
+                expected: 1,
+                got: 0,
+            });
+        }
+        check_multiple("activations", x.len(), cols)?;
+        match kind {
+            ActKind::F32 => {
+                self.f32.clear();
+                self.f32.extend_from_slice(x);
+            }
+            ActKind::Q8_0 => self.q8_0 = quantize_row_q8_0(x)?,
+            ActKind::Q8_1 => self.q8_1 = quantize_row_q8_1(x)?,
+            ActKind::Q8K => self.q8k = quantize_row_q8k(x)?,
+        }
+        self.kind = Some(kind);
+        self.cols = cols;
+        self.n_tokens = x.len() / cols;
+        Ok(())
+    }
+
+    pub fn n_tokens(&self) -> usize {
+        self.n_tokens
+    }
+}
+
+/// `W[r, :] · x[t, :]` for one row and one token; `m` and `a` must have been checked together.
+fn dot_row(m: &QuantMatrix<'_>, r: usize, a: &QuantActs, t: usize) -> f32 {
+    let c = m.cols;
+    match m.view {
+        QuantView::F32(w) => dot_f32(&w[r * c..(r + 1) * c], &a.f32[t * c..(t + 1) * c]),
+        QuantView::F16(w) => {
+            w[r * c..(r + 1) * c].iter().zip(&a.f32[t * c..]).map(|(w, x)| w.to_f32() * x).sum()
+        }
+        QuantView::BF16(w) => {
+            w[r * c..(r + 1) * c].iter().zip(&a.f32[t * c..]).map(|(w, x)| w.to_f32() * x).sum()
+        }
+        QuantView::Q8_0(w) => {
+            let nb = c / QK8_0;
+            vec_dot_q8_0_q8_0(&w[r * nb..(r + 1) * nb], &a.q8_0[t * nb..(t + 1) * nb])
+        }
+        QuantView::Q4_0(w) => {
+            let nb = c / QK8_0;
+            vec_dot_q4_0_q8_0(&w[r * nb..(r + 1) * nb], &a.q8_0[t * nb..(t + 1) * nb])
+        }
+        QuantView::Q4_1(w) => {
+            let nb = c / QK8_0;
+            vec_dot_q4_1_q8_1(&w[r * nb..(r + 1) * nb], &a.q8_1[t * nb..(t + 1) * nb])
+        }
+        QuantView::Q6K(w) => {
+            let nb = c / QK_K;
+            vec_dot_q6_k_q8_k(&w[r * nb..(r + 1) * nb], &a.q8k[t * nb..(t + 1) * nb])
+        }
+    }
+}
+
+/// f32 dot product with eight partial sums (so the compiler can vectorise it).
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// ggml `vec_dot_q8_0_q8_0`: per block `d_w * d_x * sum(q_w * q_x)`.
+pub fn vec_dot_q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| {
+            let s: i32 = w.qs.iter().zip(&x.qs).map(|(&a, &b)| a as i32 * b as i32).sum();
+            s as f32 * (w.d.to_f32() * x.d.to_f32())
+        })
+        .sum()
+}
+
+/// ggml `vec_dot_q4_0_q8_0`: per block `d_w * d_x * sum((q_w - 8) * q_x)`.
+pub fn vec_dot_q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| {
+            let s: i32 = (0..QK8_0).map(|i| (nibble(&w.qs, i) as i32 - 8) * x.qs[i] as i32).sum();
+            s as f32 * (w.d.to_f32() * x.d.to_f32())
+        })
+        .sum()
+}
+
+/// ggml `vec_dot_q4_1_q8_1`: per block `d_w * d_x * sum(q_w * q_x) + m_w * s_x`.
+pub fn vec_dot_q4_1_q8_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| {
+            let s: i32 = (0..QK8_0).map(|i| nibble(&w.qs, i) as i32 * x.qs[i] as i32).sum();
+            s as f32 * (w.d.to_f32() * x.d.to_f32()) + w.m.to_f32() * x.s.to_f32()
+        })
+        .sum()
+}
+
+/// ggml `vec_dot_q6_K_q8_K`: per block `d_w * d_x * sum_g scale_g * sum_{i in g}(q_w * q_x)`.
+pub fn vec_dot_q6_k_q8_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| {
+            let codes = w.codes();
+            let mut isum = 0i32;
+            for g in 0..QK_K / 16 {
+                let s: i32 = (16 * g..16 * g + 16).map(|i| codes[i] as i32 * x.qs[i] as i32).sum();
+                isum += w.scale_of(16 * g) as i32 * s;
+            }
+            w.d.to_f32() * x.d * isum as f32
+        })
+        .sum()
+}
+
+impl Matmul {
+    /// `y[t, r] = W[r, :] · x[t, :]` for the tokens in `a` (quantized with `m.act_kind()`).
+    pub fn gemm_quant(&self, m: &QuantMatrix<'_>, a: &QuantActs, y: &mut [f32]) -> Result<()> {
+        if a.kind != Some(m.act_kind()) || a.cols != m.cols {
+            return Err(CoreError::ShapeMismatch {
+                name: "gemm_quant activations (columns)",
+                expected: m.cols,
+                got: a.cols,
+            });
+        }
+        let (rows, n_tokens) = (m.rows, a.n_tokens);
+        check_len("gemm_quant output", n_tokens * rows, y.len())?;
+        let out = OutPtr(y.as_mut_ptr());
+        let n_threads = self.n_threads();
+        self.pool().run(&|tid| {
+            let (r0, r1) = thread_range(rows, n_threads, tid);
+            for t in 0..n_tokens {
+                for r in r0..r1 {
+                    let v = dot_row(m, r, a, t);
+                    // SAFETY: `t * rows + r < n_tokens * rows == y.len()`, and row `r` belongs to
+                    // this thread's range only.
+                    unsafe { *out.get().add(t * rows + r) = v };
+                }
+            }
+        })
+    }
+}

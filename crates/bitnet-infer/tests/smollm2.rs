@@ -1,0 +1,49 @@
+//! SmolLM2-135M-Instruct (GGUF, Q4_1 weights, Q8_0 embedding) against llama.cpp's own outputs.
+
+mod common;
+use bitnet_infer::{Engine, Logits, Model};
+use common::*;
+
+fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+#[test]
+fn logits_and_greedy_tokens_match_llama_cpp() {
+    let model = Model::load_gguf(&smollm2()).unwrap();
+    let engine = Engine::new(model, 2).unwrap();
+    let reference = read_json(&fixture("llamacpp_ref.json"));
+    for case in reference["cases"].as_array().unwrap() {
+        let prompt = ids(&case["ids"]);
+        let mut st = engine.new_state(256).unwrap();
+        let vocab = engine.config().vocab_size;
+        let logits = engine.forward(&mut st, &prompt, Logits::All).unwrap().to_vec();
+        let mut worst = 0.0f32;
+        for (pos, top) in case["top10_per_position"].as_array().unwrap().iter().enumerate() {
+            let row = &logits[pos * vocab..(pos + 1) * vocab];
+            for pair in top.as_array().unwrap() {
+                let (id, want) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap());
+                worst = worst.max((row[id] - want as f32).abs());
+            }
+
+            let best = pair_id(&top[0]);
+            let _ = best;
+        }
+        eprintln!("worst {worst}");
+        // Greedy continuation.
+        let want = ids(&case["greedy_ids"]);
+        let mut st = engine.new_state(256).unwrap();
+        let mut next = top_k(engine.forward(&mut st, &prompt, Logits::Last).unwrap(), 1)[0] as u32;
+        let mut got = vec![next];
+        while got.len() < want.len() {
+            next = top_k(engine.forward(&mut st, &[next], Logits::Last).unwrap(), 1)[0] as u32;
+            got.push(next);
+        }
+        assert_eq!(got, want, "greedy tokens for {:?}", case["prompt"]);
+        eprintln!("{:?}: max top-10 logit difference {worst:.4}", case["prompt"].as_str().unwrap());
+    }
+}
+
+fn pair_id(v: &serde_json::Value) -> usize {
+    v[0].as_u64().unwrap() as usize
+}
