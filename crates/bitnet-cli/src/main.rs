@@ -20,6 +20,10 @@ enum Command {
     /// Tokenizer tools.
     #[command(subcommand)]
     Tokenizer(commands::tokenizer::Command),
+    /// Complete a prompt with a model (GGUF file or Hugging Face directory).
+    Generate(Box<commands::generate::Args>),
+    /// Perplexity of a text file (llama.cpp's method).
+    Ppl(commands::ppl::Args),
     /// Training data tools.
     #[command(subcommand)]
     Data(commands::data::Command),
@@ -31,5 +35,7 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => commands::train::run(*args),
         Command::Tokenizer(cmd) => commands::tokenizer::run(cmd),
         Command::Data(cmd) => commands::data::run(cmd),
+        Command::Generate(args) => commands::generate::run(*args),
+        Command::Ppl(args) => commands::ppl::run(args),
     }
 }

@@ -350,7 +350,7 @@ impl Engine {
                 let (mut g, mut u) = (std::mem::take(&mut s.gate), std::mem::take(&mut s.up));
                 self.linear(&lw.w_gate, &hx, n, &mut s, &mut g)?;
                 self.linear(&lw.w_up, &hx, n, &mut s, &mut u)?;
-                match c.arch.ffn_act() {
+                match c.ffn_act {
                     FfnAct::Silu => g.iter_mut().zip(&u).for_each(|(g, u)| {
                         *g = *g / (1.0 + (-*g).exp()) * u;
                     }),

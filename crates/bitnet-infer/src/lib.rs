@@ -3,10 +3,15 @@
 //! [`bitnet_core::kernels`], the KV cache, sampling, tokenizers and chat templates, perplexity and
 //! benchmarks. It never depends on candle.
 
+pub mod chat;
 pub mod engine;
 pub mod error;
+pub mod generate;
 pub mod gguf;
+pub mod load;
 pub mod model;
+pub mod ppl;
+pub mod sampling;
 pub mod tokenizer;
 
 pub use engine::{Engine, Logits, State};

@@ -57,6 +57,7 @@ pub struct Tokenizer {
     pub add_bos: bool,
     /// Ids that end generation: EOS plus end-of-turn tokens such as `<|eot_id|>`, `<|im_end|>`.
     pub stop_ids: Vec<u32>,
+    vocab_size: usize,
 }
 
 fn tok_err(e: impl std::fmt::Display) -> InferError {
@@ -80,7 +81,8 @@ impl Tokenizer {
                 }
             }
         }
-        Self { inner, bos, eos, add_bos, stop_ids }
+        let vocab_size = inner.get_vocab_size(true);
+        Self { inner, bos, eos, add_bos, stop_ids, vocab_size }
     }
 
     /// Loads a `tokenizer.json`; BOS/EOS come from a `tokenizer_config.json` beside it when
@@ -234,7 +236,7 @@ impl Tokenizer {
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.vocab_size
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {

@@ -1,4 +1,7 @@
 pub mod bench_kernels;
 pub mod data;
+pub mod generate;
+pub mod model_args;
+pub mod ppl;
 pub mod tokenizer;
 pub mod train;

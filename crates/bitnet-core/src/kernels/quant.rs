@@ -5,7 +5,6 @@
 
 use super::pool::{thread_range, OutPtr};
 use super::Matmul;
-use crate::format::q4::nibble;
 use crate::format::q8_0::{quantize_row_q8_0, quantize_row_q8_1, QK8_0};
 use crate::format::q8k::quantize_row_q8k;
 use crate::format::{
@@ -14,6 +13,9 @@ use crate::format::{
 };
 use crate::{CoreError, Result};
 use half::{bf16, f16};
+
+/// Rows of one GEMM tile: they stay in cache while every token of the batch passes.
+const ROW_TILE: usize = 16;
 
 /// The packed weights of a (rows, cols) matrix, row-major.
 #[derive(Debug, Clone, Copy)]
@@ -265,8 +267,14 @@ pub fn vec_dot_q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
     w.iter()
         .zip(x)
         .map(|(w, x)| {
-            let s: i32 = (0..QK8_0).map(|i| (nibble(&w.qs, i) as i32 - 8) * x.qs[i] as i32).sum();
-            s as f32 * (w.d.to_f32() * x.d.to_f32())
+            let (mut s, mut sx) = (0i32, 0i32);
+            for j in 0..QK8_0 / 2 {
+                let b = w.qs[j];
+                let (x0, x1) = (x.qs[j] as i32, x.qs[j + QK8_0 / 2] as i32);
+                s += (b & 0x0f) as i32 * x0 + (b >> 4) as i32 * x1;
+                sx += x0 + x1;
+            }
+            (s - 8 * sx) as f32 * (w.d.to_f32() * x.d.to_f32())
         })
         .sum()
 }
@@ -276,7 +284,12 @@ pub fn vec_dot_q4_1_q8_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
     w.iter()
         .zip(x)
         .map(|(w, x)| {
-            let s: i32 = (0..QK8_0).map(|i| nibble(&w.qs, i) as i32 * x.qs[i] as i32).sum();
+            let mut s = 0i32;
+            for j in 0..QK8_0 / 2 {
+                let b = w.qs[j];
+                s += (b & 0x0f) as i32 * x.qs[j] as i32
+                    + (b >> 4) as i32 * x.qs[j + QK8_0 / 2] as i32;
+            }
             s as f32 * (w.d.to_f32() * x.d.to_f32()) + w.m.to_f32() * x.s.to_f32()
         })
         .sum()
@@ -314,13 +327,18 @@ impl Matmul {
         let n_threads = self.n_threads();
         self.pool().run(&|tid| {
             let (r0, r1) = thread_range(rows, n_threads, tid);
-            for t in 0..n_tokens {
-                for r in r0..r1 {
-                    let v = dot_row(m, r, a, t);
-                    // SAFETY: `t * rows + r < n_tokens * rows == y.len()`, and row `r` belongs to
-                    // this thread's range only.
-                    unsafe { *out.get().add(t * rows + r) = v };
+            let mut t0 = r0;
+            while t0 < r1 {
+                let t1 = (t0 + ROW_TILE).min(r1);
+                for t in 0..n_tokens {
+                    for r in t0..t1 {
+                        let v = dot_row(m, r, a, t);
+                        // SAFETY: `t * rows + r < n_tokens * rows == y.len()`, and row `r`
+                        // belongs to this thread's range only.
+                        unsafe { *out.get().add(t * rows + r) = v };
+                    }
                 }
+                t0 = t1;
             }
         })
     }

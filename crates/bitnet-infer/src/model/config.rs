@@ -79,6 +79,10 @@ pub struct Config {
     pub rope_theta: f32,
     pub rope_style: RopeStyle,
     pub norm_eps: f32,
+    /// The FFN gate activation (from the architecture or `hidden_act`).
+    pub ffn_act: FfnAct,
+    /// Whether blocks carry `attn_sub_norm` and `ffn_sub_norm`.
+    pub sub_norms: bool,
 }
 
 impl Config {
@@ -107,7 +111,9 @@ impl Config {
         if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad(format!("head size {} must be even", self.head_dim));
         }
-        if !(self.norm_eps > 0.0 && self.norm_eps < 1.0) || !(self.rope_theta > 0.0) {
+        let eps_ok = self.norm_eps > 0.0 && self.norm_eps < 1.0;
+        let theta_ok = self.rope_theta.is_finite() && self.rope_theta > 0.0;
+        if !eps_ok || !theta_ok {
             return bad(format!("norm eps {} / rope theta {}", self.norm_eps, self.rope_theta));
         }
         Ok(())

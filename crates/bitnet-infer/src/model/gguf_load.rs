@@ -44,6 +44,8 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<Config> {
             Arch::Llama | Arch::BitNetB158 => RopeStyle::Interleaved,
         },
         norm_eps: h.get_f64(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5) as f32,
+        ffn_act: arch.ffn_act(),
+        sub_norms: arch.has_sub_norms(),
     };
     cfg.validate()?;
     if embed.dims[0] != cfg.hidden {
@@ -114,7 +116,7 @@ pub fn weights_from_gguf(file: &GgufFile, cfg: &Config) -> Result<Weights> {
     let mut layers = Vec::with_capacity(cfg.n_layers);
     for i in 0..cfg.n_layers {
         let n = |s: &str| format!("blk.{i}.{s}.weight");
-        let sub = cfg.arch.has_sub_norms();
+        let sub = cfg.sub_norms;
         layers.push(LayerWeights {
             attn_norm: vector(file, &n("attn_norm"), h)?,
             wq: linear(file, &n("attn_q"), q, h)?,

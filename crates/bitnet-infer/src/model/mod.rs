@@ -2,6 +2,8 @@
 
 mod config;
 mod gguf_load;
+mod hf_load;
+pub mod safetensors_dir;
 mod weights;
 
 pub use config::{Arch, Config, FfnAct, RopeStyle};
@@ -27,5 +29,11 @@ impl Model {
         let config = config_from_gguf(&file)?;
         let weights = weights_from_gguf(&file, &config)?;
         Ok(Self { config, weights, gguf: Some(file) })
+    }
+
+    /// Loads a Hugging Face model directory.
+    pub fn load_hf(dir: &Path) -> Result<Self> {
+        let (config, weights) = hf_load::load_hf_dir(dir)?;
+        Ok(Self { config, weights, gguf: None })
     }
 }
