@@ -24,6 +24,8 @@ enum Command {
     Generate(Box<commands::generate::Args>),
     /// Perplexity of a text file (llama.cpp's method).
     Ppl(commands::ppl::Args),
+    /// Write a GGUF model of a real shape with random ternary weights (for benchmarks).
+    RandomModel(commands::random_model::Args),
     /// Training data tools.
     #[command(subcommand)]
     Data(commands::data::Command),
@@ -37,5 +39,6 @@ fn main() -> anyhow::Result<()> {
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Generate(args) => commands::generate::run(*args),
         Command::Ppl(args) => commands::ppl::run(args),
+        Command::RandomModel(args) => commands::random_model::run(args),
     }
 }

@@ -6,6 +6,7 @@
 pub mod chat;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod generate;
 pub mod gguf;
 pub mod load;

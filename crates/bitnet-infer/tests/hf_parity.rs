@@ -9,7 +9,8 @@ use bitnet_infer::{Engine, Logits, Model};
 fn check(name: &str) {
     let dir = common::fixture(name);
     let want = common::read_json(&dir.join("expected.json"));
-    let prompt: Vec<u32> = want["prompt"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let prompt: Vec<u32> =
+        want["prompt"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     let engine = Engine::new(Model::load_hf(&dir).unwrap(), 2).unwrap();
     let vocab = engine.config().vocab_size;
     let mut st = engine.new_state(64).unwrap();
@@ -21,9 +22,11 @@ fn check(name: &str) {
         }
     }
     assert!(worst <= 0.15, "{name}: logits differ from transformers by up to {worst}");
-    let greedy: Vec<u32> = want["greedy"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let greedy: Vec<u32> =
+        want["greedy"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     let mut st = engine.new_state(64).unwrap();
-    let mut next = common::top_k(engine.forward(&mut st, &prompt, Logits::Last).unwrap(), 1)[0] as u32;
+    let mut next =
+        common::top_k(engine.forward(&mut st, &prompt, Logits::Last).unwrap(), 1)[0] as u32;
     let mut got = vec![next];
     while got.len() < greedy.len() {
         next = common::top_k(engine.forward(&mut st, &[next], Logits::Last).unwrap(), 1)[0] as u32;

@@ -86,6 +86,16 @@ impl OwnedTernary {
         Self::quantize(format, &w, rows, cols)
     }
 
+    /// The packed bytes as a file stores them (`None` for the in-memory T2P layout).
+    pub fn file_bytes(&self) -> Option<&[u8]> {
+        match &self.storage {
+            Storage::Tq2_0(b) => Some(bytemuck::cast_slice(b)),
+            Storage::Tq1_0(b) => Some(bytemuck::cast_slice(b)),
+            Storage::I2s(b) => Some(b),
+            Storage::T2p(_) => None,
+        }
+    }
+
     /// The borrowed matrix the kernels multiply.
     pub fn matrix(&self) -> Result<TernaryMatrix<'_>> {
         let (r, c) = (self.rows, self.cols);

@@ -109,6 +109,11 @@ fn read_config(dir: &Path) -> Result<(Config, LinearForm, bool)> {
     let form = if q.is_null() {
         LinearForm::Dense
     } else {
+        // Our trainer writes `quant_method: none` (with `bitnet_quant: none`) for fp models.
+        if q["quant_method"].as_str() == Some("none") && q["bitnet_quant"].as_str() == Some("none")
+        {
+            return Ok((config, LinearForm::Dense, tied));
+        }
         if q["quant_method"].as_str().is_some_and(|m| m != "bitnet") {
             return Err(cfg_err(format!("quant_method {:?} is not supported", q["quant_method"])));
         }

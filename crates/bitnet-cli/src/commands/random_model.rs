@@ -1,0 +1,42 @@
+//! `bitnet random-model`: a GGUF file of a real architecture with uniformly random ternary
+//! weights, for benchmarks.
+
+use anyhow::{bail, Context, Result};
+use bitnet_core::format::GgmlType;
+use bitnet_infer::export::{preset, write_random_model};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model shape: 2b4t (bitnet-b1.58-2B-4T), 700m (1bitLLM large, llama.cpp `bitnet`), tiny.
+    #[arg(long, default_value = "tiny")]
+    pub shape: String,
+    /// Ternary type of the linear layers: tq2_0, tq1_0 or i2_s.
+    #[arg(long = "type", default_value = "tq2_0")]
+    pub ty: String,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output .gguf file.
+    pub out: PathBuf,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let ty = match a.ty.as_str() {
+        "tq2_0" => GgmlType::TQ2_0,
+        "tq1_0" => GgmlType::TQ1_0,
+        "i2_s" => GgmlType::I2S,
+        other => bail!("--type {other:?}: expected tq2_0, tq1_0 or i2_s"),
+    };
+    let cfg = preset(&a.shape)?;
+    write_random_model(&a.out, &cfg, ty, a.seed)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    let size = std::fs::metadata(&a.out)?.len();
+    println!(
+        "wrote {} ({} shape, {}, {:.1} MB)",
+        a.out.display(),
+        a.shape,
+        a.ty,
+        size as f64 / 1e6
+    );
+    Ok(())
+}
