@@ -75,14 +75,6 @@ impl ChatTemplate {
         }
         out
     }
-
-    /// Text that ends an assistant turn.
-    pub fn end_of_turn(self) -> &'static str {
-        match self {
-            ChatTemplate::BitNet => "<|eot_id|>",
-            ChatTemplate::ChatMl => "<|im_end|>",
-        }
-    }
 }
 
 fn capitalise(s: &str) -> String {

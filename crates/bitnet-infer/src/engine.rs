@@ -34,20 +34,33 @@ pub struct State {
     s: Scratch,
 }
 
+/// Buffers reused from one batch to the next.
 #[derive(Debug, Default)]
 struct Scratch {
+    /// The residual stream, (n, hidden).
     x: Vec<f32>,
+    /// Normed input of the current sub-layer.
     h: Vec<f32>,
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
-    att: Vec<f32>,
+    /// Attention output, (n, q_dim).
     o: Vec<f32>,
+    /// Output of o_proj or down_proj before it joins the residual stream.
+    proj: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
+    /// (cos, sin) of every token's RoPE angles, (n, head_dim / 2).
+    rope: Vec<(f32, f32)>,
     logits: Vec<f32>,
-    act_i8: Vec<BlockQ8K>,
-    act_q: QuantActs,
+    acts: Acts,
+}
+
+/// Quantized activations of the current linear layer's input.
+#[derive(Debug, Default)]
+struct Acts {
+    i8: Vec<BlockQ8K>,
+    quant: QuantActs,
 }
 
 impl State {
@@ -61,10 +74,6 @@ impl State {
     /// Forgets the sequence (the cache is overwritten as new tokens arrive).
     pub fn reset(&mut self) {
         self.pos = 0;
-    }
-    /// Bytes of the KV cache.
-    pub fn kv_bytes(&self) -> usize {
-        (self.k.len() + self.v.len()) * 4
     }
 }
 
@@ -90,18 +99,8 @@ impl SendPtr {
     }
 }
 
-fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let n = w.len();
-    for (xr, orow) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        let ss: f64 = xr.iter().map(|&v| v as f64 * v as f64).sum();
-        let scale = 1.0 / ((ss / n as f64) as f32 + eps).sqrt();
-        for ((o, &xv), &wv) in orow.iter_mut().zip(xr).zip(w) {
-            *o = xv * scale * wv;
-        }
-    }
-}
-
-fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
+/// RMSNorm of every `w.len()`-wide row of `x`, in place (the sum of squares in f64).
+fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
     let n = w.len();
     for xr in x.chunks_exact_mut(n) {
         let ss: f64 = xr.iter().map(|&v| v as f64 * v as f64).sum();
@@ -110,6 +109,13 @@ fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
             *xv = *xv * scale * wv;
         }
     }
+}
+
+/// `out = rms_norm(x)`, reusing `out`'s allocation.
+fn rms_norm_into(x: &[f32], w: &[f32], eps: f32, out: &mut Vec<f32>) {
+    out.clear();
+    out.extend_from_slice(x);
+    rms_norm(out, w, eps);
 }
 
 impl Engine {
@@ -168,24 +174,20 @@ impl Engine {
         if st.pos + tokens.len() > st.ctx {
             return Err(InferError::ContextFull { tokens: st.pos + tokens.len(), ctx: st.ctx });
         }
+        let n_chunks = tokens.len().div_ceil(MAX_BATCH);
+        let gather = which == Logits::All && n_chunks > 1;
         let mut all = Vec::new();
-        let chunks: Vec<&[u32]> = tokens.chunks(MAX_BATCH).collect();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let last = i + 1 == chunks.len();
+        for (i, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
             let want = match which {
-                Logits::All => Logits::All,
-                Logits::Last if last => Logits::Last,
-                Logits::Last => {
-                    self.forward_batch(st, chunk, None)?;
-                    continue;
-                }
+                Logits::All => Some(Logits::All),
+                Logits::Last => (i + 1 == n_chunks).then_some(Logits::Last),
             };
-            self.forward_batch(st, chunk, Some(want))?;
-            if which == Logits::All && chunks.len() > 1 {
+            self.forward_batch(st, chunk, want)?;
+            if gather {
                 all.extend_from_slice(&st.s.logits);
             }
         }
-        if which == Logits::All && chunks.len() > 1 {
+        if gather {
             st.s.logits = all;
         }
         Ok(&st.s.logits)
@@ -197,23 +199,23 @@ impl Engine {
         w: &Linear,
         x: &[f32],
         n: usize,
-        s: &mut Scratch,
+        acts: &mut Acts,
         y: &mut Vec<f32>,
     ) -> Result<()> {
         y.resize(n * w.rows, 0.0);
         let ctx = || format!("{} ({} x {})", w.name, w.rows, w.cols);
         match w.matrix()? {
             MatrixRef::Ternary(m) => {
-                s.act_i8.clear();
+                acts.i8.clear();
                 for row in x.chunks_exact(w.cols) {
-                    s.act_i8
+                    acts.i8
                         .extend(quantize_row_q8k_per_token(row).map_err(InferError::core(ctx()))?);
                 }
-                self.matmul.gemm(&m, &s.act_i8, n, y).map_err(InferError::core(ctx()))?;
+                self.matmul.gemm(&m, &acts.i8, n, y).map_err(InferError::core(ctx()))?;
             }
             MatrixRef::Quant(m) => {
-                s.act_q.quantize(m.act_kind(), x, w.cols).map_err(InferError::core(ctx()))?;
-                self.matmul.gemm_quant(&m, &s.act_q, y).map_err(InferError::core(ctx()))?;
+                acts.quant.quantize(m.act_kind(), x, w.cols).map_err(InferError::core(ctx()))?;
+                self.matmul.gemm_quant(&m, &acts.quant, y).map_err(InferError::core(ctx()))?;
             }
         }
         if w.out_scale != 1.0 {
@@ -222,16 +224,27 @@ impl Engine {
         Ok(())
     }
 
-    fn rope(&self, x: &mut [f32], n_heads: usize, pos0: usize) {
+    /// The (cos, sin) of every RoPE angle of tokens at `pos0..pos0 + n`.
+    fn rope_table(&self, pos0: usize, n: usize, table: &mut Vec<(f32, f32)>) {
+        table.clear();
+        for t in 0..n {
+            let p = (pos0 + t) as f32;
+            table.extend(self.inv_freq.iter().map(|&f| {
+                let (sin, cos) = (p * f).sin_cos();
+                (cos, sin)
+            }));
+        }
+    }
+
+    /// Rotates every head of every token of `x` by the angles of `table`.
+    fn rope(&self, x: &mut [f32], n_heads: usize, table: &[(f32, f32)]) {
         let d = self.config().head_dim;
         let half = d / 2;
-        let width = n_heads * d;
-        for (t, row) in x.chunks_exact_mut(width).enumerate() {
-            let p = (pos0 + t) as f32;
+        let style = self.config().rope_style;
+        for (row, angles) in x.chunks_exact_mut(n_heads * d).zip(table.chunks_exact(half)) {
             for head in row.chunks_exact_mut(d) {
-                for (i, &f) in self.inv_freq.iter().enumerate() {
-                    let (sin, cos) = (p * f).sin_cos();
-                    let (a, b) = match self.config().rope_style {
+                for (i, &(cos, sin)) in angles.iter().enumerate() {
+                    let (a, b) = match style {
                         RopeStyle::Interleaved => (2 * i, 2 * i + 1),
                         RopeStyle::Half => (i, i + half),
                     };
@@ -243,17 +256,22 @@ impl Engine {
         }
     }
 
-    /// Causal attention of the batch's queries over the cache of layer `l`.
-    fn attention(&self, st: &mut State, l: usize, n: usize) -> Result<()> {
+    /// Causal attention of `n` queries at positions `pos0..` over one layer's cache
+    /// (`kc`, `vc`: positions × kv_dim), into `o`.
+    fn attention(
+        &self,
+        q: &[f32],
+        kc: &[f32],
+        vc: &[f32],
+        pos0: usize,
+        n: usize,
+        o: &mut Vec<f32>,
+    ) -> Result<()> {
         let c = self.config();
         let (d, nh, kvd) = (c.head_dim, c.n_heads, c.kv_dim());
         let group = nh / c.n_kv_heads;
-        let base = l * st.ctx * kvd;
-        let (kc, vc) = (&st.k[base..base + st.ctx * kvd], &st.v[base..base + st.ctx * kvd]);
-        let q = &st.s.q;
-        st.s.o.resize(n * nh * d, 0.0);
-        let out = SendPtr(st.s.o.as_mut_ptr());
-        let pos0 = st.pos;
+        o.resize(n * nh * d, 0.0);
+        let out = SendPtr(o.as_mut_ptr());
         let scale = 1.0 / (d as f32).sqrt();
         let n_threads = self.matmul.n_threads();
         let jobs = n * nh;
@@ -296,94 +314,72 @@ impl Engine {
             .map_err(InferError::core("attention"))
     }
 
-    /// One batch of at most [`MAX_BATCH`] tokens; logits when asked.
+    /// One batch of at most [`MAX_BATCH`] tokens; logits when asked. The position advances
+    /// only when the whole batch succeeded.
     fn forward_batch(&self, st: &mut State, tokens: &[u32], want: Option<Logits>) -> Result<()> {
-        let c = self.config().clone();
+        let c = self.config();
         let w = &self.model.weights;
         let n = tokens.len();
-        let (h, kvd) = (c.hidden, c.kv_dim());
-        let mut s = std::mem::take(&mut st.s);
+        let (h, kvd, eps) = (c.hidden, c.kv_dim(), c.norm_eps);
+        let State { ctx, pos, k: k_cache, v: v_cache, s } = st;
+        let (ctx, pos0) = (*ctx, *pos);
+        let MatrixRef::Quant(emb) = w.embed.matrix()? else {
+            return Err(InferError::UnsupportedTensorType {
+                name: w.embed.name.clone(),
+                ty: format!("{:?}", w.embed.ty),
+            });
+        };
         s.x.resize(n * h, 0.0);
-        {
-            let MatrixRef::Quant(emb) = w.embed.matrix()? else {
-                return Err(InferError::UnsupportedTensorType {
-                    name: w.embed.name.clone(),
-                    ty: format!("{:?}", w.embed.ty),
-                });
-            };
-            for (t, &tok) in tokens.iter().enumerate() {
-                emb.row_f32(tok as usize, &mut s.x[t * h..(t + 1) * h])
-                    .map_err(InferError::core("embedding lookup"))?;
-            }
+        for (t, &tok) in tokens.iter().enumerate() {
+            emb.row_f32(tok as usize, &mut s.x[t * h..(t + 1) * h])
+                .map_err(InferError::core("embedding lookup"))?;
         }
-        let result = (|| -> Result<()> {
-            for (l, lw) in w.layers.iter().enumerate() {
-                s.h.resize(n * h, 0.0);
-                rms_norm(&s.x, &lw.attn_norm, c.norm_eps, &mut s.h);
-                let hx = std::mem::take(&mut s.h);
-                let (mut q, mut k, mut v) =
-                    (std::mem::take(&mut s.q), std::mem::take(&mut s.k), std::mem::take(&mut s.v));
-                self.linear(&lw.wq, &hx, n, &mut s, &mut q)?;
-                self.linear(&lw.wk, &hx, n, &mut s, &mut k)?;
-                self.linear(&lw.wv, &hx, n, &mut s, &mut v)?;
-                self.rope(&mut q, c.n_heads, st.pos);
-                self.rope(&mut k, c.n_kv_heads, st.pos);
-                let base = l * st.ctx * kvd + st.pos * kvd;
-                st.k[base..base + n * kvd].copy_from_slice(&k);
-                st.v[base..base + n * kvd].copy_from_slice(&v);
-                (s.h, s.q, s.k, s.v) = (hx, q, k, v);
-                st.s = std::mem::take(&mut s);
-                let r = self.attention(st, l, n);
-                s = std::mem::take(&mut st.s);
-                r?;
-                let mut o = std::mem::take(&mut s.o);
-                if let Some(sn) = &lw.attn_sub_norm {
-                    rms_norm_inplace(&mut o, sn, c.norm_eps);
-                }
-                let mut att = std::mem::take(&mut s.att);
-                self.linear(&lw.wo, &o, n, &mut s, &mut att)?;
-                s.x.iter_mut().zip(&att).for_each(|(x, a)| *x += a);
-                (s.o, s.att) = (o, att);
+        self.rope_table(pos0, n, &mut s.rope);
+        for (l, lw) in w.layers.iter().enumerate() {
+            rms_norm_into(&s.x, &lw.attn_norm, eps, &mut s.h);
+            self.linear(&lw.wq, &s.h, n, &mut s.acts, &mut s.q)?;
+            self.linear(&lw.wk, &s.h, n, &mut s.acts, &mut s.k)?;
+            self.linear(&lw.wv, &s.h, n, &mut s.acts, &mut s.v)?;
+            self.rope(&mut s.q, c.n_heads, &s.rope);
+            self.rope(&mut s.k, c.n_kv_heads, &s.rope);
+            let layer = l * ctx * kvd..(l + 1) * ctx * kvd;
+            let new = l * ctx * kvd + pos0 * kvd..l * ctx * kvd + (pos0 + n) * kvd;
+            k_cache[new.clone()].copy_from_slice(&s.k);
+            v_cache[new].copy_from_slice(&s.v);
+            self.attention(&s.q, &k_cache[layer.clone()], &v_cache[layer], pos0, n, &mut s.o)?;
+            if let Some(sn) = &lw.attn_sub_norm {
+                rms_norm(&mut s.o, sn, eps);
+            }
+            self.linear(&lw.wo, &s.o, n, &mut s.acts, &mut s.proj)?;
+            s.x.iter_mut().zip(&s.proj).for_each(|(x, a)| *x += a);
 
-                rms_norm(&s.x, &lw.ffn_norm, c.norm_eps, &mut s.h);
-                let hx = std::mem::take(&mut s.h);
-                let (mut g, mut u) = (std::mem::take(&mut s.gate), std::mem::take(&mut s.up));
-                self.linear(&lw.w_gate, &hx, n, &mut s, &mut g)?;
-                self.linear(&lw.w_up, &hx, n, &mut s, &mut u)?;
-                match c.ffn_act {
-                    FfnAct::Silu => g.iter_mut().zip(&u).for_each(|(g, u)| {
-                        *g = *g / (1.0 + (-*g).exp()) * u;
-                    }),
-                    FfnAct::Relu2 => g.iter_mut().zip(&u).for_each(|(g, u)| {
-                        let r = g.max(0.0);
-                        *g = r * r * u;
-                    }),
-                }
-                if let Some(sn) = &lw.ffn_sub_norm {
-                    rms_norm_inplace(&mut g, sn, c.norm_eps);
-                }
-                let mut down = std::mem::take(&mut s.att);
-                self.linear(&lw.w_down, &g, n, &mut s, &mut down)?;
-                s.x.iter_mut().zip(&down).for_each(|(x, a)| *x += a);
-                (s.h, s.gate, s.up, s.att) = (hx, g, u, down);
+            rms_norm_into(&s.x, &lw.ffn_norm, eps, &mut s.h);
+            self.linear(&lw.w_gate, &s.h, n, &mut s.acts, &mut s.gate)?;
+            self.linear(&lw.w_up, &s.h, n, &mut s.acts, &mut s.up)?;
+            match c.ffn_act {
+                FfnAct::Silu => s.gate.iter_mut().zip(&s.up).for_each(|(g, u)| {
+                    *g = *g / (1.0 + (-*g).exp()) * u;
+                }),
+                FfnAct::Relu2 => s.gate.iter_mut().zip(&s.up).for_each(|(g, u)| {
+                    let r = g.max(0.0);
+                    *g = r * r * u;
+                }),
             }
-            if let Some(want) = want {
-                let (first, m) = match want {
-                    Logits::Last => (n - 1, 1),
-                    Logits::All => (0, n),
-                };
-                let mut hx = std::mem::take(&mut s.h);
-                hx.resize(m * h, 0.0);
-                rms_norm(&s.x[first * h..], &w.final_norm, c.norm_eps, &mut hx);
-                let mut logits = std::mem::take(&mut s.logits);
-                self.linear(w.head(), &hx, m, &mut s, &mut logits)?;
-                (s.h, s.logits) = (hx, logits);
+            if let Some(sn) = &lw.ffn_sub_norm {
+                rms_norm(&mut s.gate, sn, eps);
             }
-            Ok(())
-        })();
-        st.s = s;
-        result?;
-        st.pos += n;
+            self.linear(&lw.w_down, &s.gate, n, &mut s.acts, &mut s.proj)?;
+            s.x.iter_mut().zip(&s.proj).for_each(|(x, a)| *x += a);
+        }
+        if let Some(want) = want {
+            let first = match want {
+                Logits::Last => n - 1,
+                Logits::All => 0,
+            };
+            rms_norm_into(&s.x[first * h..], &w.final_norm, eps, &mut s.h);
+            self.linear(w.head(), &s.h, n - first, &mut s.acts, &mut s.logits)?;
+        }
+        *pos += n;
         Ok(())
     }
 }

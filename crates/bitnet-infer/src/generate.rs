@@ -86,23 +86,24 @@ pub fn generate(
     let mut logits = engine.forward(st, prompt, Logits::Last)?.to_vec();
     let prefill_s = t0.elapsed().as_secs_f64();
     let t1 = std::time::Instant::now();
-    let (mut tokens, mut steps) = (Vec::new(), Vec::new());
+    let mut steps = Vec::new();
+    // The prompt and what follows it: the penalty looks at both, the output is the tail.
     let mut history = prompt.to_vec();
+    let n_prompt = prompt.len();
     let mut stream = TextStream::default();
     // Decoded text not yet handed to `on_text`: it may hold the start of a stop string.
     let mut pending = String::new();
     let mut stop = StopReason::MaxTokens;
-    while tokens.len() < opts.max_tokens {
+    while history.len() - n_prompt < opts.max_tokens {
         let token = sample(&logits, &opts.sampler, &history, rng.next_f32());
         if opts.stop_ids.contains(&token) {
             stop = StopReason::StopToken;
             break;
         }
         steps.push(Step { token, top: top_n(&logits, opts.record_top) });
-        tokens.push(token);
         history.push(token);
         if let Some(tok) = tok {
-            pending.push_str(&stream.next(tok, &tokens)?);
+            pending.push_str(&stream.next(tok, &history[n_prompt..])?);
             if let Some(cut) = first_stop(&pending, &opts.stop_strings) {
                 pending.truncate(cut);
                 stop = StopReason::StopString;
@@ -117,7 +118,7 @@ pub fn generate(
                 }
             }
         }
-        if tokens.len() == opts.max_tokens {
+        if history.len() - n_prompt == opts.max_tokens {
             break;
         }
         if st.pos() >= st.ctx() {
@@ -130,6 +131,7 @@ pub fn generate(
     if !pending.is_empty() {
         on_text(&pending);
     }
+    let tokens = history.split_off(n_prompt);
     let text = match tok {
         Some(t) => {
             let mut s = t.decode(&tokens)?;

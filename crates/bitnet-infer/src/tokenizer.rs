@@ -119,10 +119,9 @@ impl Tokenizer {
     pub fn from_gguf(h: &GgufHeader) -> Result<Self> {
         let model = h.get_str("tokenizer.ggml.model")?;
         let tokens = string_array(h, "tokenizer.ggml.tokens")?;
-        let types = match h.get("tokenizer.ggml.token_type") {
-            Some(_) => int_array(h, "tokenizer.ggml.token_type")?,
-            None => vec![TOKEN_NORMAL; tokens.len()],
-        };
+        let types =
+            array(h, "tokenizer.ggml.token_type", "integers", |v| v.as_f64().map(|f| f as i64))?
+                .unwrap_or_else(|| vec![TOKEN_NORMAL; tokens.len()]);
         if types.len() != tokens.len() {
             return Err(tok_err(format!(
                 "{} token types for {} tokens",
@@ -176,7 +175,16 @@ impl Tokenizer {
                 (spec, false)
             }
             "llama" => {
-                let scores = float_array(h, "tokenizer.ggml.scores", tokens.len())?;
+                let scores =
+                    array(h, "tokenizer.ggml.scores", "numbers", |v| v.as_f64().map(|f| f as f32))?
+                        .unwrap_or_else(|| vec![0.0; tokens.len()]);
+                if scores.len() != tokens.len() {
+                    return Err(tok_err(format!(
+                        "{} scores for {} tokens",
+                        scores.len(),
+                        tokens.len()
+                    )));
+                }
                 let merges = spm_merges(&tokens, &types, &scores);
                 let unk = id("tokenizer.ggml.unknown_token_id")
                     .and_then(|i| tokens.get(i as usize).cloned())
@@ -244,40 +252,23 @@ impl Tokenizer {
     }
 }
 
+/// The elements of an array key converted by `conv`; `None` when the key is absent.
+fn array<T>(
+    h: &GgufHeader,
+    key: &str,
+    what: &str,
+    conv: impl Fn(&Value) -> Option<T>,
+) -> Result<Option<Vec<T>>> {
+    let Some(v) = h.get(key) else { return Ok(None) };
+    let bad =
+        || InferError::BadKey { key: key.into(), msg: format!("expected an array of {what}") };
+    let arr = v.as_array().ok_or_else(bad)?;
+    arr.iter().map(&conv).collect::<Option<Vec<T>>>().map(Some).ok_or_else(bad)
+}
+
 fn string_array(h: &GgufHeader, key: &str) -> Result<Vec<String>> {
-    let arr = h
-        .get(key)
-        .and_then(Value::as_array)
-        .ok_or_else(|| InferError::MissingKey { key: key.into() })?;
-    arr.iter()
-        .map(|v| v.as_str().map(String::from))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| InferError::BadKey { key: key.into(), msg: "expected strings".into() })
-}
-
-fn int_array(h: &GgufHeader, key: &str) -> Result<Vec<i64>> {
-    let arr = h
-        .get(key)
-        .and_then(Value::as_array)
-        .ok_or_else(|| InferError::MissingKey { key: key.into() })?;
-    arr.iter()
-        .map(|v| v.as_f64().map(|f| f as i64))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| InferError::BadKey { key: key.into(), msg: "expected integers".into() })
-}
-
-fn float_array(h: &GgufHeader, key: &str, n: usize) -> Result<Vec<f32>> {
-    let Some(arr) = h.get(key).and_then(Value::as_array) else {
-        return Ok(vec![0.0; n]);
-    };
-    let v =
-        arr.iter().map(|v| v.as_f64().map(|f| f as f32)).collect::<Option<Vec<_>>>().ok_or_else(
-            || InferError::BadKey { key: key.into(), msg: "expected numbers".into() },
-        )?;
-    if v.len() != n {
-        return Err(tok_err(format!("{} scores for {n} tokens", v.len())));
-    }
-    Ok(v)
+    array(h, key, "strings", |v| v.as_str().map(String::from))?
+        .ok_or_else(|| InferError::MissingKey { key: key.into() })
 }
 
 /// SentencePiece merges recovered from scores: every normal piece merges from each pair of

@@ -2,6 +2,7 @@
 //! a buffer and an f32 GEMV, both split across the same [`ThreadPool`] as the ternary GEMV.
 
 use super::pool::{thread_range, OutPtr, ThreadPool};
+use super::quant::dot_f32;
 use crate::format::check_len;
 use crate::Result;
 
@@ -18,19 +19,6 @@ fn sum_words(words: &[u64]) -> u64 {
         .remainder()
         .iter()
         .fold(acc.iter().fold(0, |a, &b| a.wrapping_add(b)), |a, &b| a.wrapping_add(b))
-}
-
-#[inline(always)]
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..16 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(target_arch = "x86_64")]

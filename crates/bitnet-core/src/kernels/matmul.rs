@@ -53,17 +53,34 @@ impl Matmul {
         let (rows, nb) = (m.rows(), m.blocks_per_row());
         check_len("gemm activations (blocks)", n_tokens * nb, x.len())?;
         check_len("gemm output", n_tokens * rows, y.len())?;
-        let out = OutPtr(y.as_mut_ptr());
         let k = self.kernels;
+        self.run_tiled(rows, n_tokens, y, |r, t| k.dot_row(m, r, &x[t * nb..(t + 1) * nb]))
+    }
+
+    /// `y[t * rows + r] = dot(r, t)` for every row and token: rows split into one contiguous
+    /// range per thread, walked in tiles of [`GEMM_ROW_TILE`] rows that stay in cache while every
+    /// token passes. `y` must hold `n_tokens * rows` values (callers check it).
+    pub(crate) fn run_tiled<F>(
+        &self,
+        rows: usize,
+        n_tokens: usize,
+        y: &mut [f32],
+        dot: F,
+    ) -> Result<()>
+    where
+        F: Fn(usize, usize) -> f32 + Sync,
+    {
+        debug_assert_eq!(y.len(), n_tokens * rows);
+        let out = OutPtr(y.as_mut_ptr());
         let n_threads = self.pool.n_threads();
         self.pool.run(&|tid| {
             let (r0, r1) = thread_range(rows, n_threads, tid);
             let mut t0 = r0;
             while t0 < r1 {
                 let t1 = (t0 + GEMM_ROW_TILE).min(r1);
-                for (t, xt) in x.chunks_exact(nb.max(1)).enumerate().take(n_tokens) {
+                for t in 0..n_tokens {
                     for r in t0..t1 {
-                        let v = k.dot_row(m, r, xt);
+                        let v = dot(r, t);
                         // SAFETY: `t * rows + r < n_tokens * rows == y.len()`, and row `r` belongs
                         // to this thread's range only.
                         unsafe { *out.get().add(t * rows + r) = v };

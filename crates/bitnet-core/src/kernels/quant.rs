@@ -3,9 +3,11 @@
 //! (`Q8_0`, `Q8_1`, `Q8_K`, or plain f32): the path of pretrained models such as SmolLM2 and of
 //! the embeddings and heads of ternary models. Scalar loops; the compiler vectorises them.
 
-use super::pool::{thread_range, OutPtr};
+use super::matrix::cast;
 use super::Matmul;
-use crate::format::q8_0::{quantize_row_q8_0, quantize_row_q8_1, QK8_0};
+use crate::format::q4::{dequantize_row_q4_0, dequantize_row_q4_1};
+use crate::format::q6_k::dequantize_row_q6_k;
+use crate::format::q8_0::{dequantize_row_q8_0, quantize_row_q8_0, quantize_row_q8_1, QK8_0};
 use crate::format::q8k::quantize_row_q8k;
 use crate::format::{
     check_len, check_multiple, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
@@ -13,9 +15,6 @@ use crate::format::{
 };
 use crate::{CoreError, Result};
 use half::{bf16, f16};
-
-/// Rows of one GEMM tile: they stay in cache while every token of the batch passes.
-const ROW_TILE: usize = 16;
 
 /// The packed weights of a (rows, cols) matrix, row-major.
 #[derive(Debug, Clone, Copy)]
@@ -46,8 +45,10 @@ pub struct QuantMatrix<'a> {
     cols: usize,
 }
 
-fn cast<'a, T: bytemuck::Pod>(what: &'static str, bytes: &'a [u8]) -> Result<&'a [T]> {
-    super::matrix::cast(what, bytes)
+/// Row `r` of a row-major buffer with `per_row` items per row.
+#[inline]
+fn row<T>(v: &[T], r: usize, per_row: usize) -> &[T] {
+    &v[r * per_row..(r + 1) * per_row]
 }
 
 impl<'a> QuantMatrix<'a> {
@@ -131,35 +132,19 @@ impl<'a> QuantMatrix<'a> {
             });
         }
         let c = self.cols;
+        let (b32, b256) = (c / QK8_0, c / QK_K);
         match self.view {
-            QuantView::F32(v) => out.copy_from_slice(&v[r * c..(r + 1) * c]),
-            QuantView::F16(v) => out.iter_mut().zip(&v[r * c..]).for_each(|(o, x)| *o = x.to_f32()),
+            QuantView::F32(v) => out.copy_from_slice(row(v, r, c)),
+            QuantView::F16(v) => {
+                out.iter_mut().zip(row(v, r, c)).for_each(|(o, x)| *o = x.to_f32())
+            }
             QuantView::BF16(v) => {
-                out.iter_mut().zip(&v[r * c..]).for_each(|(o, x)| *o = x.to_f32())
+                out.iter_mut().zip(row(v, r, c)).for_each(|(o, x)| *o = x.to_f32())
             }
-            QuantView::Q8_0(v) => {
-                let nb = c / QK8_0;
-                let deq = crate::format::q8_0::dequantize_row_q8_0(&v[r * nb..(r + 1) * nb]);
-                out.copy_from_slice(&deq);
-            }
-            QuantView::Q4_0(v) => {
-                let nb = c / QK8_0;
-                out.copy_from_slice(&crate::format::q4::dequantize_row_q4_0(
-                    &v[r * nb..(r + 1) * nb],
-                ));
-            }
-            QuantView::Q4_1(v) => {
-                let nb = c / QK8_0;
-                out.copy_from_slice(&crate::format::q4::dequantize_row_q4_1(
-                    &v[r * nb..(r + 1) * nb],
-                ));
-            }
-            QuantView::Q6K(v) => {
-                let nb = c / QK_K;
-                out.copy_from_slice(&crate::format::q6_k::dequantize_row_q6_k(
-                    &v[r * nb..(r + 1) * nb],
-                ));
-            }
+            QuantView::Q8_0(v) => out.copy_from_slice(&dequantize_row_q8_0(row(v, r, b32))),
+            QuantView::Q4_0(v) => out.copy_from_slice(&dequantize_row_q4_0(row(v, r, b32))),
+            QuantView::Q4_1(v) => out.copy_from_slice(&dequantize_row_q4_1(row(v, r, b32))),
+            QuantView::Q6K(v) => out.copy_from_slice(&dequantize_row_q6_k(row(v, r, b256))),
         }
         Ok(())
     }
@@ -211,41 +196,32 @@ impl QuantActs {
 /// `W[r, :] · x[t, :]` for one row and one token; `m` and `a` must have been checked together.
 fn dot_row(m: &QuantMatrix<'_>, r: usize, a: &QuantActs, t: usize) -> f32 {
     let c = m.cols;
+    let (b32, b256) = (c / QK8_0, c / QK_K);
     match m.view {
-        QuantView::F32(w) => dot_f32(&w[r * c..(r + 1) * c], &a.f32[t * c..(t + 1) * c]),
+        QuantView::F32(w) => dot_f32(row(w, r, c), row(&a.f32, t, c)),
         QuantView::F16(w) => {
-            w[r * c..(r + 1) * c].iter().zip(&a.f32[t * c..]).map(|(w, x)| w.to_f32() * x).sum()
+            row(w, r, c).iter().zip(row(&a.f32, t, c)).map(|(w, x)| w.to_f32() * x).sum()
         }
         QuantView::BF16(w) => {
-            w[r * c..(r + 1) * c].iter().zip(&a.f32[t * c..]).map(|(w, x)| w.to_f32() * x).sum()
+            row(w, r, c).iter().zip(row(&a.f32, t, c)).map(|(w, x)| w.to_f32() * x).sum()
         }
-        QuantView::Q8_0(w) => {
-            let nb = c / QK8_0;
-            vec_dot_q8_0_q8_0(&w[r * nb..(r + 1) * nb], &a.q8_0[t * nb..(t + 1) * nb])
-        }
-        QuantView::Q4_0(w) => {
-            let nb = c / QK8_0;
-            vec_dot_q4_0_q8_0(&w[r * nb..(r + 1) * nb], &a.q8_0[t * nb..(t + 1) * nb])
-        }
-        QuantView::Q4_1(w) => {
-            let nb = c / QK8_0;
-            vec_dot_q4_1_q8_1(&w[r * nb..(r + 1) * nb], &a.q8_1[t * nb..(t + 1) * nb])
-        }
-        QuantView::Q6K(w) => {
-            let nb = c / QK_K;
-            vec_dot_q6_k_q8_k(&w[r * nb..(r + 1) * nb], &a.q8k[t * nb..(t + 1) * nb])
-        }
+        QuantView::Q8_0(w) => vec_dot_q8_0_q8_0(row(w, r, b32), row(&a.q8_0, t, b32)),
+        QuantView::Q4_0(w) => vec_dot_q4_0_q8_0(row(w, r, b32), row(&a.q8_0, t, b32)),
+        QuantView::Q4_1(w) => vec_dot_q4_1_q8_1(row(w, r, b32), row(&a.q8_1, t, b32)),
+        QuantView::Q6K(w) => vec_dot_q6_k_q8_k(row(w, r, b256), row(&a.q8k, t, b256)),
     }
 }
 
-/// f32 dot product with eight partial sums (so the compiler can vectorise it).
+/// f32 dot product with sixteen partial sums, so the compiler vectorises it (inlined into
+/// `#[target_feature]` callers, it uses their wider registers).
+#[inline(always)]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+        for k in 0..16 {
+            acc[k] += x[k] * y[k];
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -323,23 +299,6 @@ impl Matmul {
         }
         let (rows, n_tokens) = (m.rows, a.n_tokens);
         check_len("gemm_quant output", n_tokens * rows, y.len())?;
-        let out = OutPtr(y.as_mut_ptr());
-        let n_threads = self.n_threads();
-        self.pool().run(&|tid| {
-            let (r0, r1) = thread_range(rows, n_threads, tid);
-            let mut t0 = r0;
-            while t0 < r1 {
-                let t1 = (t0 + ROW_TILE).min(r1);
-                for t in 0..n_tokens {
-                    for r in t0..t1 {
-                        let v = dot_row(m, r, a, t);
-                        // SAFETY: `t * rows + r < n_tokens * rows == y.len()`, and row `r`
-                        // belongs to this thread's range only.
-                        unsafe { *out.get().add(t * rows + r) = v };
-                    }
-                }
-                t0 = t1;
-            }
-        })
+        self.run_tiled(rows, n_tokens, y, |r, t| dot_row(m, r, a, t))
     }
 }

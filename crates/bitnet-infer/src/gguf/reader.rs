@@ -271,7 +271,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader> {
             .filter(|&o| o <= data_len)
             .ok_or_else(|| bad(format!("offset {offset} is past the end of the data")))?;
         let size = if ty == GgmlType::I2S {
-            let next = starts.iter().copied().find(|&s| s > offset).map(|s| s as usize);
+            let next = starts.get(starts.partition_point(|&s| s <= offset)).map(|&s| s as usize);
             let extent = next.unwrap_or(data_len).min(data_len) - rel;
             ty.tensor_bytes(n).map_err(|e| bad(e.to_string()))?;
             let need = n / 4 + 4;

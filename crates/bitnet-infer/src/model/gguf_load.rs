@@ -4,7 +4,6 @@ use super::config::{Arch, Config, RopeStyle};
 use super::weights::{Blob, LayerWeights, Linear, Weights};
 use crate::error::{InferError, Result};
 use crate::gguf::{GgufFile, TensorInfo};
-use bitnet_core::format::GgmlType;
 use bitnet_core::kernels::QuantMatrix;
 
 /// Reads the configuration from the metadata and the embedding's shape.
@@ -135,8 +134,5 @@ pub fn weights_from_gguf(file: &GgufFile, cfg: &Config) -> Result<Weights> {
         Some(_) => Some(linear(file, "output.weight", cfg.vocab_size, h)?),
         None => None,
     };
-    if let Some(t) = head.as_ref().filter(|l| l.ty == GgmlType::Q8K) {
-        return Err(InferError::UnsupportedTensorType { name: t.name.clone(), ty: "Q8_K".into() });
-    }
     Ok(Weights { embed, layers, final_norm: vector(file, "output_norm.weight", h)?, head })
 }

@@ -130,19 +130,4 @@ impl Weights {
     pub fn head(&self) -> &Linear {
         self.head.as_ref().unwrap_or(&self.embed)
     }
-
-    /// Bytes of weights one token's forward pass reads (every linear layer and the head).
-    pub fn bytes_per_token(&self) -> usize {
-        let layers: usize = self
-            .layers
-            .iter()
-            .map(|l| {
-                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
-                    .iter()
-                    .map(|w| w.weight_bytes())
-                    .sum::<usize>()
-            })
-            .sum();
-        layers + self.head().weight_bytes()
-    }
 }
