@@ -3,7 +3,10 @@
 //! [`bitnet_core::kernels`], the KV cache, sampling, tokenizers and chat templates, perplexity and
 //! benchmarks. It never depends on candle.
 
+pub mod atomic;
+pub mod bench;
 pub mod chat;
+pub mod convert;
 pub mod engine;
 pub mod error;
 pub mod export;

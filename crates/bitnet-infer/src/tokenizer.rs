@@ -16,16 +16,17 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// llama.cpp token types.
-const TOKEN_NORMAL: i64 = 1;
-const TOKEN_CONTROL: i64 = 3;
-const TOKEN_USER_DEFINED: i64 = 4;
+pub(crate) const TOKEN_NORMAL: i64 = 1;
+pub(crate) const TOKEN_CONTROL: i64 = 3;
+pub(crate) const TOKEN_USER_DEFINED: i64 = 4;
 
-const LLAMA3_REGEX: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const GPT2_REGEX: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+pub(crate) const LLAMA3_REGEX: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub(crate) const GPT2_REGEX: &str =
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 
 /// The pre-tokenizer regexes (applied in order) and whether merges are ignored for whole-token
 /// words, for a `tokenizer.ggml.pre` name, following llama.cpp.
-fn bpe_pre(pre: &str) -> Result<(Vec<&'static str>, bool)> {
+pub(crate) fn bpe_pre(pre: &str) -> Result<(Vec<&'static str>, bool)> {
     Ok(match pre {
         "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => (vec![LLAMA3_REGEX], true),
         "dbrx" | "smaug-bpe" => (vec![LLAMA3_REGEX], false),
@@ -108,10 +109,18 @@ impl Tokenizer {
         };
         let bos = named("bos_token", &["<|begin_of_text|>", "<s>"]);
         let eos = named("eos_token", &["<|end_of_text|>", "</s>", "<|endoftext|>"]);
-        // A post-processor that adds BOS already does it; otherwise add it for LLaMA vocabularies.
-        let adds_itself = inner.get_post_processor().is_some();
-        let add_bos = !adds_itself
-            && config.as_ref().and_then(|c| c["add_bos_token"].as_bool()).unwrap_or(bos.is_some());
+        // `add_bos_token` when the config says; else whether the post-processor puts BOS in
+        // front (encode() applies no post-processor, so BOS is added explicitly); else whether
+        // the vocabulary has a BOS at all.
+        let template_bos = || match inner.get_post_processor() {
+            Some(_) => {
+                let enc = inner.encode("a", true).ok();
+                bos.is_some() && enc.and_then(|e| e.get_ids().first().copied()) == bos
+            }
+            None => bos.is_some(),
+        };
+        let add_bos =
+            config.as_ref().and_then(|c| c["add_bos_token"].as_bool()).unwrap_or_else(template_bos);
         Ok(Self::finish(inner, bos, eos, add_bos))
     }
 
@@ -294,4 +303,16 @@ fn spm_merges(tokens: &[String], types: &[i64], scores: &[f32]) -> Vec<Json> {
     }
     merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     merges.into_iter().map(|m| m.3).collect()
+}
+
+impl Tokenizer {
+    /// The `tokenizer.json` text of this tokenizer (for a GGUF vocabulary, the rebuilt pipeline).
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(true).map_err(tok_err)
+    }
+
+    /// The text of token `id` as the vocabulary spells it.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
 }

@@ -1,4 +1,6 @@
+pub mod bench;
 pub mod bench_kernels;
+pub mod convert;
 pub mod data;
 pub mod generate;
 pub mod model_args;

@@ -1,5 +1,5 @@
 //! Writing GGUF files: metadata and tensor infos first, then each tensor's data in order, to a
-//! temporary file that is renamed into place only when complete.
+//! temporary file that is renamed into place only when complete ([`crate::atomic`]).
 
 use super::value::Value;
 use super::DEFAULT_ALIGNMENT;
@@ -119,11 +119,8 @@ impl GgufWriter {
     where
         F: FnMut(usize, &TensorSpec) -> Result<Vec<u8>>,
     {
-        let tmp = path.with_extension("gguf.tmp");
-        let result = (|| -> Result<()> {
-            let io = |e| InferError::io(&tmp, e);
-            let file = std::fs::File::create(&tmp).map_err(io)?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        crate::atomic::write_atomic(path, |w, tmp| {
+            let io = |e| InferError::io(tmp, e);
             let (header, offsets) = self.header();
             w.write_all(&header).map_err(io)?;
             let mut pos = 0usize;
@@ -141,17 +138,7 @@ impl GgufWriter {
                 pos = offsets[i] + bytes.len();
             }
             let end = pos.div_ceil(DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT;
-            w.write_all(&vec![0u8; end - pos]).map_err(io)?;
-            let file = w.into_inner().map_err(|e| io(e.into_error()))?;
-            file.sync_all().map_err(io)?;
-            Ok(())
-        })();
-        match result {
-            Ok(()) => std::fs::rename(&tmp, path).map_err(|e| InferError::io(path, e)),
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
-            }
-        }
+            w.write_all(&vec![0u8; end - pos]).map_err(io)
+        })
     }
 }

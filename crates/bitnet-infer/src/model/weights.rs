@@ -130,4 +130,31 @@ impl Weights {
     pub fn head(&self) -> &Linear {
         self.head.as_ref().unwrap_or(&self.embed)
     }
+
+    fn parts(&self) -> (Vec<&Linear>, Vec<&[f32]>) {
+        let mut lin: Vec<&Linear> = vec![&self.embed];
+        let mut norms: Vec<&[f32]> = vec![&self.final_norm];
+        lin.extend(&self.head);
+        for l in &self.layers {
+            lin.extend([&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
+            norms.extend([l.attn_norm.as_slice(), l.ffn_norm.as_slice()]);
+            norms.extend(l.attn_sub_norm.as_deref());
+            norms.extend(l.ffn_sub_norm.as_deref());
+        }
+        (lin, norms)
+    }
+
+    /// The number of parameters (a tied head counted once).
+    pub fn n_params(&self) -> usize {
+        let (lin, norms) = self.parts();
+        lin.iter().map(|l| l.rows * l.cols).sum::<usize>()
+            + norms.iter().map(|n| n.len()).sum::<usize>()
+    }
+
+    /// Bytes of all tensors as loaded (llama-bench's `model_size`).
+    pub fn size_bytes(&self) -> usize {
+        let (lin, norms) = self.parts();
+        lin.iter().map(|l| l.weight_bytes()).sum::<usize>()
+            + norms.iter().map(|n| n.len() * 4).sum::<usize>()
+    }
 }

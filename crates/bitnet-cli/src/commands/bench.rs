@@ -1,0 +1,125 @@
+//! `bitnet bench`: prompt-processing and generation tokens/s as llama-bench reports them, for
+//! each thread count, plus the process's peak memory. `--json` prints a list of objects with
+//! llama-bench's field names.
+
+use super::model_args::default_threads;
+use anyhow::{Context, Result};
+use bitnet_infer::bench::{bench, BenchResult};
+use bitnet_infer::load::open_model;
+use bitnet_infer::Engine;
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A .gguf file or a Hugging Face model directory.
+    #[arg(long, short = 'm')]
+    pub model: PathBuf,
+    /// Prompt tokens of the pp test (0 skips it).
+    #[arg(long = "n-prompt", short = 'p', default_value_t = 128)]
+    pub n_prompt: usize,
+    /// Generated tokens of the tg test (0 skips it).
+    #[arg(long = "n-gen", short = 'n', default_value_t = 64)]
+    pub n_gen: usize,
+    /// Thread counts, comma-separated.
+    #[arg(long, short = 't', value_delimiter = ',', default_values_t = vec![default_threads()])]
+    pub threads: Vec<usize>,
+    /// Timed repetitions of each test (after one warm-up run).
+    #[arg(long, short = 'r', default_value_t = 5)]
+    pub repetitions: usize,
+    /// Print a JSON list (llama-bench's fields) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The peak resident set of this process (`VmHWM`), where the OS reports it.
+fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn cpu_info() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let model = open_model(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let file = a.model.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let (size, params) = (model.weights.size_bytes(), model.weights.n_params());
+    let model_type =
+        format!("{} {:?}", model.config.arch.gguf_name(), model.weights.layers[0].wq.ty);
+    let mut rows: Vec<BenchResult> = Vec::new();
+    for &t in &a.threads {
+        let engine = Engine::new(model.clone(), t)?;
+        rows.extend(bench(&engine, a.n_prompt, a.n_gen, a.repetitions)?);
+    }
+    let peak = peak_rss_bytes();
+    if a.json {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let list: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "build_commit": env!("CARGO_PKG_VERSION"),
+                    "cpu_info": cpu_info(),
+                    "gpu_info": "",
+                    "backends": "CPU",
+                    "model_filename": file,
+                    "model_type": model_type,
+                    "model_size": size,
+                    "model_n_params": params,
+                    "n_batch": bitnet_infer::engine::MAX_BATCH,
+                    "n_ubatch": bitnet_infer::engine::MAX_BATCH,
+                    "n_threads": r.n_threads,
+                    "type_k": "f32",
+                    "type_v": "f32",
+                    "n_gpu_layers": 0,
+                    "use_mmap": true,
+                    "n_prompt": r.n_prompt,
+                    "n_gen": r.n_gen,
+                    "n_depth": 0,
+                    "test_time": now,
+                    "avg_ns": r.avg_ns().round() as u64,
+                    "stddev_ns": r.stddev_ns().round() as u64,
+                    "avg_ts": r.avg_ts(),
+                    "stddev_ts": r.stddev_ts(),
+                    "samples_ns": r.samples_ns,
+                    "samples_ts": r.samples_ts(),
+                    "peak_rss_bytes": peak,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    println!("| model | size | params | backend | threads | test | t/s |");
+    println!("| --- | ---: | ---: | --- | ---: | ---: | ---: |");
+    for r in &rows {
+        println!(
+            "| {model_type} | {:.2} MiB | {:.2} M | CPU | {} | {} | {:.2} ± {:.2} |",
+            size as f64 / (1 << 20) as f64,
+            params as f64 / 1e6,
+            r.n_threads,
+            r.test_name(),
+            r.avg_ts(),
+            r.stddev_ts()
+        );
+    }
+    if let Some(p) = peak {
+        println!("peak RSS: {:.1} MiB", p as f64 / (1 << 20) as f64);
+    }
+    Ok(())
+}
