@@ -24,6 +24,8 @@ enum Command {
     Tokenizer(commands::tokenizer::Command),
     /// Complete a prompt with a model (GGUF file or Hugging Face directory).
     Generate(Box<commands::generate::Args>),
+    /// Chat with a model interactively, with its chat template.
+    Chat(Box<commands::chat::Args>),
     /// Perplexity of a text file (llama.cpp's method).
     Ppl(commands::ppl::Args),
     /// Convert a BitNet model: HF/GGUF to GGUF (tq2_0, tq1_0, i2_s) or to HF packed.
@@ -43,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         Command::Tokenizer(cmd) => commands::tokenizer::run(cmd),
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Generate(args) => commands::generate::run(*args),
+        Command::Chat(args) => commands::chat::run(*args),
         Command::Ppl(args) => commands::ppl::run(args),
         Command::Convert(args) => commands::convert::run(args),
         Command::RandomModel(args) => commands::random_model::run(args),

@@ -2,6 +2,9 @@
 //! ChatML (SmolLM2, Qwen, ...). The template is chosen from the GGUF `tokenizer.chat_template`
 //! or, failing that, from the special tokens the vocabulary has.
 
+use crate::engine::{Engine, State};
+use crate::error::{InferError, Result};
+use crate::generate::{generate, GenerateOptions, Generation};
 use crate::tokenizer::Tokenizer;
 
 /// A chat template.
@@ -74,6 +77,94 @@ impl ChatTemplate {
             }
         }
         out
+    }
+}
+
+/// A conversation with a model: its messages, and the KV cache of the tokens already run. Each
+/// turn renders the whole conversation and runs only what the cache does not already hold.
+#[derive(Debug)]
+pub struct ChatSession<'e> {
+    engine: &'e Engine,
+    tok: &'e Tokenizer,
+    template: ChatTemplate,
+    pub messages: Vec<Message>,
+    state: State,
+    /// The tokens the cache holds, in order.
+    cached: Vec<u32>,
+    /// Prompt tokens the last turn took from the cache instead of running them.
+    reused: usize,
+}
+
+impl<'e> ChatSession<'e> {
+    /// A session with a context of `ctx` tokens and an optional system message.
+    pub fn new(
+        engine: &'e Engine,
+        tok: &'e Tokenizer,
+        template: ChatTemplate,
+        ctx: usize,
+        system: Option<&str>,
+    ) -> Result<Self> {
+        let messages = system.map(|s| vec![Message::new("system", s)]).unwrap_or_default();
+        let state = engine.new_state(ctx)?;
+        Ok(Self { engine, tok, template, messages, state, cached: Vec::new(), reused: 0 })
+    }
+
+    /// Prompt tokens the last turn took from the cache instead of running them.
+    pub fn reused(&self) -> usize {
+        self.reused
+    }
+
+    /// Forgets the conversation (the system message stays).
+    pub fn reset(&mut self) {
+        self.messages.retain(|m| m.role == "system");
+        self.state.reset();
+        self.cached.clear();
+    }
+
+    /// Adds the user's message, generates the reply (streamed to `on_text`), records it and
+    /// returns the generation. An empty message is an error.
+    pub fn turn(
+        &mut self,
+        user: &str,
+        opts: &GenerateOptions,
+        on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        if user.trim().is_empty() {
+            return Err(InferError::EmptyPrompt);
+        }
+        self.messages.push(Message::new("user", user));
+        let text = self.template.render(&self.messages);
+        let full = self.tok.encode(&text, self.tok.add_bos)?;
+        if full.len() + opts.max_tokens > self.state.ctx() {
+            self.messages.pop();
+            return Err(InferError::ContextFull {
+                tokens: full.len() + opts.max_tokens,
+                ctx: self.state.ctx(),
+            });
+        }
+        // Keep the cached prefix the new prompt shares; at least one token must run to give
+        // the logits of the next one.
+        let shared = self.cached.iter().zip(&full).take_while(|(a, b)| a == b).count();
+        let keep = shared.min(full.len() - 1);
+        self.state.truncate(keep);
+        self.reused = keep;
+        let g =
+            generate(self.engine, &mut self.state, Some(self.tok), &full[keep..], opts, on_text);
+        let g = match g {
+            Ok(g) => g,
+            Err(e) => {
+                self.messages.pop();
+                self.state.reset();
+                self.cached.clear();
+                return Err(e);
+            }
+        };
+        // The cache holds the prompt and every generated token but possibly the last.
+        self.cached = full;
+        self.cached.extend_from_slice(&g.tokens);
+        self.cached.truncate(self.state.pos());
+        self.messages.push(Message::new("assistant", &g.text));
+        Ok(g)
     }
 }
 

@@ -75,6 +75,10 @@ impl State {
     pub fn reset(&mut self) {
         self.pos = 0;
     }
+    /// Keeps only the first `n` tokens of the cache (a shared prefix); later ones are forgotten.
+    pub fn truncate(&mut self, n: usize) {
+        self.pos = self.pos.min(n);
+    }
 }
 
 /// A model plus the kernels and threads that run it.

@@ -7,12 +7,11 @@
 //! logit may differ by more than 1.0.
 
 mod common;
-use bitnet_infer::{Engine, Logits, Model};
+use bitnet_infer::chat::{ChatSession, ChatTemplate, Message};
+use bitnet_infer::generate::{generate, GenerateOptions};
+use bitnet_infer::sampling::SamplerConfig;
+use bitnet_infer::{Engine, Logits, Model, Tokenizer};
 use common::*;
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 #[test]
 fn logits_and_greedy_tokens_match_llama_cpp() {
@@ -52,4 +51,37 @@ fn logits_and_greedy_tokens_match_llama_cpp() {
         }
         assert_eq!(got, want, "greedy tokens for {:?}", case["prompt"]);
     }
+}
+
+/// A second chat turn reuses the cached conversation and says exactly what a fresh run of the
+/// whole rendered conversation says.
+#[test]
+fn chat_turns_reuse_the_cache_and_match_a_fresh_run() {
+    let model = Model::load_gguf(&smollm2()).unwrap();
+    let tok = Tokenizer::from_gguf(&model.gguf.as_ref().unwrap().header).unwrap();
+    let engine = Engine::new(model, 2).unwrap();
+    let opts = GenerateOptions {
+        max_tokens: 24,
+        sampler: SamplerConfig { temperature: 0.0, ..SamplerConfig::default() },
+        stop_ids: tok.stop_ids.clone(),
+        stop_strings: vec![],
+        record_top: 0,
+    };
+    let mut chat = ChatSession::new(&engine, &tok, ChatTemplate::ChatMl, 512, None).unwrap();
+    let first = chat.turn("What is the capital of France?", &opts, |_| true).unwrap();
+    assert!(first.text.contains("Paris"), "{:?}", first.text);
+    let second = chat.turn("And of Germany?", &opts, |_| true).unwrap();
+    assert!(chat.reused() > 20, "only {} tokens reused", chat.reused());
+
+    let convo = [
+        Message::new("user", "What is the capital of France?"),
+        Message::new("assistant", &first.text),
+        Message::new("user", "And of Germany?"),
+    ];
+    let prompt = tok.encode(&ChatTemplate::ChatMl.render(&convo), tok.add_bos).unwrap();
+    let mut st = engine.new_state(512).unwrap();
+    let fresh = generate(&engine, &mut st, Some(&tok), &prompt, &opts, |_| true).unwrap();
+    assert_eq!(second.tokens, fresh.tokens);
+    assert!(chat.turn("  ", &opts, |_| true).is_err());
+    assert_eq!(chat.messages.len(), 4);
 }

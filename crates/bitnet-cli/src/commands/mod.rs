@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod bench_kernels;
+pub mod chat;
 pub mod convert;
 pub mod data;
 pub mod generate;

@@ -32,7 +32,7 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<usize> {
     idx
 }
 
-fn ids(v: &serde_json::Value) -> Vec<u32> {
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 

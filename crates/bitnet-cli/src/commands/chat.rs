@@ -1,0 +1,95 @@
+//! `bitnet chat`: an interactive conversation with the model's chat template, streaming each
+//! reply. Lines starting with `/` are commands: `/reset` forgets the conversation, `/exit` ends.
+
+use super::generate::SamplingArgs;
+use super::model_args::ModelArgs;
+use anyhow::{bail, Context, Result};
+use bitnet_infer::chat::{ChatSession, ChatTemplate};
+use bitnet_infer::generate::GenerateOptions;
+use std::io::{BufRead, Write};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A system message.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// chatml or bitnet (default: from the model's template or vocabulary).
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Most tokens per reply.
+    #[arg(long, short = 'n', default_value_t = 512)]
+    pub max_tokens: usize,
+    /// Context size (KV cache) of the whole conversation.
+    #[arg(long, short = 'c', default_value_t = 4096)]
+    pub ctx: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let sampler = a.sampling.config()?;
+    let (engine, tok) = a.model.load_with_tokenizer()?;
+    let template = match &a.template {
+        Some(name) => ChatTemplate::from_name(name)
+            .with_context(|| format!("--template {name:?}: expected chatml or bitnet"))?,
+        None => {
+            let jinja = engine
+                .model
+                .gguf
+                .as_ref()
+                .and_then(|g| g.header.get("tokenizer.chat_template"))
+                .and_then(|v| v.as_str());
+            match ChatTemplate::detect(jinja, &tok) {
+                Some(t) => t,
+                None => bail!("the model has no chat template: pass --template chatml|bitnet"),
+            }
+        }
+    };
+    let ctx = a.ctx.min(engine.config().max_ctx.max(1));
+    let mut chat = ChatSession::new(&engine, &tok, template, ctx, a.system.as_deref())?;
+    let opts = GenerateOptions {
+        max_tokens: a.max_tokens,
+        sampler,
+        stop_ids: tok.stop_ids.clone(),
+        stop_strings: Vec::new(),
+        record_top: 0,
+    };
+    eprintln!("chatting with {} ({template:?} template); /reset, /exit", a.model.model.display());
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        eprint!("> ");
+        let Some(line) = lines.next() else { break };
+        let line = line?;
+        match line.trim() {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                chat.reset();
+                eprintln!("[conversation forgotten]");
+                continue;
+            }
+            _ => {}
+        }
+        let mut out = std::io::stdout().lock();
+        let result = chat.turn(&line, &opts, |t| {
+            let _ = out.write_all(t.as_bytes());
+            let _ = out.flush();
+            true
+        });
+        writeln!(out)?;
+        match result {
+            Ok(g) => eprintln!(
+                "[{} tokens at {:.1} tok/s; {} prompt tokens reused from the cache]",
+                g.tokens.len(),
+                g.tokens.len() as f64 / g.decode_s.max(1e-9),
+                chat.reused()
+            ),
+            // A full context or a tokenizer error ends the turn, not the conversation.
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+    Ok(())
+}
