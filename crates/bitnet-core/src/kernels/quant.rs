@@ -4,7 +4,7 @@
 //! the embeddings and heads of ternary models. Scalar loops; the compiler vectorises them.
 
 use super::matrix::cast;
-use super::Matmul;
+use super::{Isa, Matmul};
 use crate::format::q4::{dequantize_row_q4_0, dequantize_row_q4_1};
 use crate::format::q6_k::dequantize_row_q6_k;
 use crate::format::q8_0::{dequantize_row_q8_0, quantize_row_q8_0, quantize_row_q8_1, QK8_0};
@@ -193,8 +193,43 @@ impl QuantActs {
     }
 }
 
+/// The block dot products of one instruction-set path.
+#[derive(Clone, Copy)]
+struct QuantDots {
+    q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
+    q4_0: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
+    q4_1: fn(&[BlockQ4_1], &[BlockQ8_1]) -> f32,
+}
+
+impl QuantDots {
+    const SCALAR: Self =
+        Self { q8_0: vec_dot_q8_0_q8_0, q4_0: vec_dot_q4_0_q8_0, q4_1: vec_dot_q4_1_q8_1 };
+
+    /// Every path above scalar implies AVX2 and F16C.
+    fn for_isa(isa: Isa) -> Self {
+        match isa {
+            Isa::Scalar => Self::SCALAR,
+            #[cfg(target_arch = "x86_64")]
+            _ => {
+                use super::x86_64::quant_avx2 as k;
+                Self {
+                    // SAFETY: a non-scalar table exists only where AVX2 and F16C were detected
+                    // (`Kernels::new`).
+                    q8_0: |w, x| unsafe { k::vec_dot_q8_0_q8_0(w, x) },
+                    // SAFETY: as above.
+                    q4_0: |w, x| unsafe { k::vec_dot_q4_0_q8_0(w, x) },
+                    // SAFETY: as above.
+                    q4_1: |w, x| unsafe { k::vec_dot_q4_1_q8_1(w, x) },
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => Self::SCALAR,
+        }
+    }
+}
+
 /// `W[r, :] · x[t, :]` for one row and one token; `m` and `a` must have been checked together.
-fn dot_row(m: &QuantMatrix<'_>, r: usize, a: &QuantActs, t: usize) -> f32 {
+fn dot_row(d: &QuantDots, m: &QuantMatrix<'_>, r: usize, a: &QuantActs, t: usize) -> f32 {
     let c = m.cols;
     let (b32, b256) = (c / QK8_0, c / QK_K);
     match m.view {
@@ -205,9 +240,9 @@ fn dot_row(m: &QuantMatrix<'_>, r: usize, a: &QuantActs, t: usize) -> f32 {
         QuantView::BF16(w) => {
             row(w, r, c).iter().zip(row(&a.f32, t, c)).map(|(w, x)| w.to_f32() * x).sum()
         }
-        QuantView::Q8_0(w) => vec_dot_q8_0_q8_0(row(w, r, b32), row(&a.q8_0, t, b32)),
-        QuantView::Q4_0(w) => vec_dot_q4_0_q8_0(row(w, r, b32), row(&a.q8_0, t, b32)),
-        QuantView::Q4_1(w) => vec_dot_q4_1_q8_1(row(w, r, b32), row(&a.q8_1, t, b32)),
+        QuantView::Q8_0(w) => (d.q8_0)(row(w, r, b32), row(&a.q8_0, t, b32)),
+        QuantView::Q4_0(w) => (d.q4_0)(row(w, r, b32), row(&a.q8_0, t, b32)),
+        QuantView::Q4_1(w) => (d.q4_1)(row(w, r, b32), row(&a.q8_1, t, b32)),
         QuantView::Q6K(w) => vec_dot_q6_k_q8_k(row(w, r, b256), row(&a.q8k, t, b256)),
     }
 }
@@ -299,6 +334,78 @@ impl Matmul {
         }
         let (rows, n_tokens) = (m.rows, a.n_tokens);
         check_len("gemm_quant output", n_tokens * rows, y.len())?;
-        self.run_tiled(rows, n_tokens, y, |r, t| dot_row(m, r, a, t))
+        let dots = QuantDots::for_isa(self.kernels().isa);
+        self.run_tiled(rows, n_tokens, y, |r, t| dot_row(&dots, m, r, a, t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> u32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (*seed >> 33) as u32
+    }
+
+    /// Random blocks: codes over the whole range; `unit` gives d = 1, m = 0 so that every
+    /// path must return the exact integer sum.
+    fn blocks(
+        n: usize,
+        unit: bool,
+        seed: &mut u64,
+    ) -> (Vec<BlockQ8_0>, Vec<BlockQ4_0>, Vec<BlockQ4_1>, Vec<BlockQ8_1>) {
+        let mut scale = |s: &mut u64| {
+            if unit {
+                f16::ONE
+            } else {
+                f16::from_f32((lcg(s) % 1000) as f32 / 997.0 - 0.3)
+            }
+        };
+        let (mut q8, mut q40, mut q41, mut a81) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..n {
+            let mut qs = [0i8; 32];
+            qs.iter_mut().for_each(|q| *q = ((lcg(seed) % 255) as i32 - 127) as i8);
+            q8.push(BlockQ8_0 { d: scale(seed), qs });
+            let mut nib = [0u8; 16];
+            nib.iter_mut().for_each(|b| *b = lcg(seed) as u8);
+            q40.push(BlockQ4_0 { d: scale(seed), qs: nib });
+            let m = if unit { f16::ZERO } else { scale(seed) };
+            q41.push(BlockQ4_1 { d: scale(seed), m, qs: nib });
+            let mut xs = [0i8; 32];
+            xs.iter_mut().for_each(|q| *q = ((lcg(seed) % 255) as i32 - 127) as i8);
+            let s = if unit { f16::ZERO } else { scale(seed) };
+            a81.push(BlockQ8_1 { d: scale(seed), s, qs: xs });
+        }
+        (q8, q40, q41, a81)
+    }
+
+    #[test]
+    fn simd_block_dots_match_the_scalar_reference() {
+        let mut seed = 7;
+        for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+            let d = QuantDots::for_isa(isa);
+            for n in [1, 2, 5, 18, 63] {
+                for unit in [true, false] {
+                    let (w8, w40, w41, x81) = blocks(n, unit, &mut seed);
+                    let (_, _, _, x) = blocks(n, unit, &mut seed);
+                    let x8: Vec<BlockQ8_0> =
+                        x.iter().map(|b| BlockQ8_0 { d: b.d, qs: b.qs }).collect();
+                    let pairs = [
+                        ((d.q8_0)(&w8, &x8), vec_dot_q8_0_q8_0(&w8, &x8)),
+                        ((d.q4_0)(&w40, &x8), vec_dot_q4_0_q8_0(&w40, &x8)),
+                        ((d.q4_1)(&w41, &x81), vec_dot_q4_1_q8_1(&w41, &x81)),
+                    ];
+                    for (k, (got, want)) in pairs.into_iter().enumerate() {
+                        if unit {
+                            assert_eq!(got, want, "{isa:?} kernel {k}, {n} blocks");
+                        } else {
+                            let tol = 1e-5 * (1.0 + want.abs()) * n as f32;
+                            assert!((got - want).abs() <= tol, "{isa:?} {k}: {got} vs {want}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -324,6 +324,14 @@ impl GgufFile {
         Ok(Self { header, map: Arc::new(map) })
     }
 
+    /// Parses a GGUF image held in memory (copied into an anonymous map, so tensors stay
+    /// aligned as in a file).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let map = crate::model::safetensors_dir::anon_map(bytes)?;
+        let header = parse_header(&map)?;
+        Ok(Self { header, map })
+    }
+
     /// The whole mapped file.
     pub fn map(&self) -> &Arc<memmap2::Mmap> {
         &self.map

@@ -43,12 +43,9 @@ fn get_usize(c: &Json, key: &str) -> Result<usize> {
         .ok_or_else(|| cfg_err(format!("config.json: {key} is missing or not an integer")))
 }
 
-/// Reads `config.json`: the engine configuration and the linear-layer form.
-fn read_config(dir: &Path) -> Result<(Config, LinearForm, bool)> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| InferError::io(&path, e))?;
-    let c: Json =
-        serde_json::from_str(&text).map_err(|e| cfg_err(format!("{}: {e}", path.display())))?;
+/// Parses `config.json`: the engine configuration and the linear-layer form.
+fn parse_config(text: &str) -> Result<(Config, LinearForm, bool)> {
+    let c: Json = serde_json::from_str(text).map_err(|e| cfg_err(format!("config.json: {e}")))?;
     let model_type = c["model_type"].as_str().unwrap_or("");
     let arch = match model_type {
         "bitnet" => Arch::BitNetB158,
@@ -278,15 +275,21 @@ fn vector(st: &SafetensorsDir, name: &str, n: usize) -> Result<Vec<f32>> {
 
 /// Loads a Hugging Face directory.
 pub fn load_hf_dir(dir: &Path) -> Result<(Config, Weights)> {
-    let (cfg, form, tied) = read_config(dir)?;
-    let st = SafetensorsDir::open(dir)?;
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| InferError::io(&path, e))?;
+    load_hf_parts(&text, &SafetensorsDir::open(dir)?)
+}
+
+/// Builds a model from the text of `config.json` and its tensors.
+pub fn load_hf_parts(config_json: &str, st: &SafetensorsDir) -> Result<(Config, Weights)> {
+    let (cfg, form, tied) = parse_config(config_json)?;
     let (h, q, kv, f) = (cfg.hidden, cfg.q_dim(), cfg.kv_dim(), cfg.ffn_dim);
     let embed = dense(st.get("model.embed_tokens.weight")?, cfg.vocab_size, h)?;
     let mut layers = Vec::with_capacity(cfg.n_layers);
     for i in 0..cfg.n_layers {
         let p = format!("model.layers.{i}");
-        let lin = |n: &str, r, c| linear(&st, &format!("{p}.{n}"), r, c, form);
-        let norm = |n: &str, len| vector(&st, &format!("{p}.{n}.weight"), len);
+        let lin = |n: &str, r, c| linear(st, &format!("{p}.{n}"), r, c, form);
+        let norm = |n: &str, len| vector(st, &format!("{p}.{n}.weight"), len);
         layers.push(LayerWeights {
             attn_norm: norm("input_layernorm", h)?,
             wq: lin("self_attn.q_proj", q, h)?,
@@ -312,6 +315,6 @@ pub fn load_hf_dir(dir: &Path) -> Result<(Config, Weights)> {
     } else {
         None
     };
-    let final_norm = vector(&st, "model.norm.weight", h)?;
+    let final_norm = vector(st, "model.norm.weight", h)?;
     Ok((cfg, Weights { embed, layers, final_norm, head }))
 }

@@ -84,6 +84,17 @@ fn map_file(path: &Path) -> Result<Arc<memmap2::Mmap>> {
     Ok(Arc::new(map))
 }
 
+/// A read-only anonymous map holding a copy of `bytes` (page-aligned like a file map).
+pub(crate) fn anon_map(bytes: &[u8]) -> Result<Arc<memmap2::Mmap>> {
+    if bytes.is_empty() {
+        return Err(InferError::Truncated { what: "file".into(), offset: 0, need: 8, len: 0 });
+    }
+    let io = |e| InferError::io(Path::new("<memory>"), e);
+    let mut m = memmap2::MmapMut::map_anon(bytes.len()).map_err(io)?;
+    m.copy_from_slice(bytes);
+    Ok(Arc::new(m.make_read_only().map_err(io)?))
+}
+
 impl SafetensorsDir {
     /// Opens `model.safetensors` or the shards of `model.safetensors.index.json` in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -117,10 +128,17 @@ impl SafetensorsDir {
 
     /// Adds the tensors of one safetensors file.
     pub fn add_file(&mut self, path: &Path) -> Result<()> {
-        let map = map_file(path)?;
-        let ctx = |e: safetensors::SafeTensorError| {
-            InferError::BadSafetensors(format!("{}: {e}", path.display()))
-        };
+        self.add_map(map_file(path)?, &path.display().to_string())
+    }
+
+    /// Adds the tensors of a safetensors image held in memory.
+    pub fn add_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.add_map(anon_map(bytes)?, "<memory>")
+    }
+
+    fn add_map(&mut self, map: Arc<memmap2::Mmap>, label: &str) -> Result<()> {
+        let ctx =
+            |e: safetensors::SafeTensorError| InferError::BadSafetensors(format!("{label}: {e}"));
         let (header_len, meta) = safetensors::SafeTensors::read_metadata(&map[..]).map_err(ctx)?;
         let base = 8 + header_len;
         for (name, info) in meta.tensors() {
@@ -140,8 +158,7 @@ impl SafetensorsDir {
             let offset = base + start;
             if end < start || base + end > map.len() {
                 return Err(InferError::BadSafetensors(format!(
-                    "{}: tensor {name} lies outside the file",
-                    path.display()
+                    "{label}: tensor {name} lies outside the file"
                 )));
             }
             let t = TensorRef {

@@ -1,0 +1,92 @@
+//! AVX2 dot products of the llama.cpp weight blocks with their activation blocks, as ggml's
+//! AVX2 path computes them: 32 products per block with `vpmaddubsw` (unsigned × signed bytes,
+//! signs moved onto the activations for signed × signed), widened by `vpmaddwd`, then one f32
+//! multiply and add per block into eight lanes. The integer block sums equal the scalar reference's;
+//! the f32 sums are added in a different order, so results agree to rounding, not bit for bit.
+
+use crate::format::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1};
+use std::arch::x86_64::*;
+
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn f16(h: half::f16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn load32(p: &[i8; 32]) -> __m256i {
+    // SAFETY: 32 readable bytes; unaligned load.
+    unsafe { _mm256_loadu_si256(p.as_ptr() as *const __m256i) }
+}
+
+/// The 32 4-bit codes of a block as bytes 0..15: weights 0..15 (low nibbles), 16..31 (high).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn nibbles(qs: &[u8; 16]) -> __m256i {
+    // SAFETY: 16 readable bytes; unaligned load.
+    let lo = unsafe { _mm_loadu_si128(qs.as_ptr() as *const __m128i) };
+    let both = _mm256_insertf128_si256::<1>(_mm256_castsi128_si256(lo), _mm_srli_epi16::<4>(lo));
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// Eight i32 partial sums of unsigned `u` × signed `s` bytes.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+}
+
+/// Eight i32 partial sums of signed × signed bytes (the sign of `a` moved onto `b`).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn dot_i8_i8(a: __m256i, b: __m256i) -> __m256i {
+    dot_u8_i8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// ggml `vec_dot_q8_0_q8_0`.
+#[target_feature(enable = "avx2,f16c")]
+pub fn vec_dot_q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (w, x) in w.iter().zip(x) {
+        let d = _mm256_set1_ps(f16(w.d) * f16(x.d));
+        let s = dot_i8_i8(load32(&w.qs), load32(&x.qs));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(d, _mm256_cvtepi32_ps(s)));
+    }
+    hsum(acc)
+}
+
+/// ggml `vec_dot_q4_0_q8_0`: codes minus 8 are signed bytes.
+#[target_feature(enable = "avx2,f16c")]
+pub fn vec_dot_q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (w, x) in w.iter().zip(x) {
+        let d = _mm256_set1_ps(f16(w.d) * f16(x.d));
+        let q = _mm256_sub_epi8(nibbles(&w.qs), _mm256_set1_epi8(8));
+        let s = dot_i8_i8(q, load32(&x.qs));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(d, _mm256_cvtepi32_ps(s)));
+    }
+    hsum(acc)
+}
+
+/// ggml `vec_dot_q4_1_q8_1`: unsigned codes × activations, plus `m_w * s_x` per block.
+#[target_feature(enable = "avx2,f16c")]
+pub fn vec_dot_q4_1_q8_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0f32;
+    for (w, x) in w.iter().zip(x) {
+        let d = _mm256_set1_ps(f16(w.d) * f16(x.d));
+        let s = dot_u8_i8(nibbles(&w.qs), load32(&x.qs));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(d, _mm256_cvtepi32_ps(s)));
+        mins += f16(w.m) * f16(x.s);
+    }
+    hsum(acc) + mins
+}
