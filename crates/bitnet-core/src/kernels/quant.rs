@@ -355,7 +355,7 @@ mod tests {
         unit: bool,
         seed: &mut u64,
     ) -> (Vec<BlockQ8_0>, Vec<BlockQ4_0>, Vec<BlockQ4_1>, Vec<BlockQ8_1>) {
-        let mut scale = |s: &mut u64| {
+        let scale = |s: &mut u64| {
             if unit {
                 f16::ONE
             } else {

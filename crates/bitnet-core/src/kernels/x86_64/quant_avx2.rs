@@ -54,7 +54,7 @@ fn hsum(v: __m256) -> f32 {
 
 /// ggml `vec_dot_q8_0_q8_0`.
 #[target_feature(enable = "avx2,f16c")]
-pub fn vec_dot_q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) fn vec_dot_q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (w, x) in w.iter().zip(x) {
         let d = _mm256_set1_ps(f16(w.d) * f16(x.d));
@@ -66,7 +66,7 @@ pub fn vec_dot_q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
 
 /// ggml `vec_dot_q4_0_q8_0`: codes minus 8 are signed bytes.
 #[target_feature(enable = "avx2,f16c")]
-pub fn vec_dot_q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) fn vec_dot_q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (w, x) in w.iter().zip(x) {
         let d = _mm256_set1_ps(f16(w.d) * f16(x.d));
@@ -79,7 +79,7 @@ pub fn vec_dot_q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
 
 /// ggml `vec_dot_q4_1_q8_1`: unsigned codes × activations, plus `m_w * s_x` per block.
 #[target_feature(enable = "avx2,f16c")]
-pub fn vec_dot_q4_1_q8_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
+pub(crate) fn vec_dot_q4_1_q8_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut mins = 0f32;
     for (w, x) in w.iter().zip(x) {
