@@ -199,11 +199,16 @@ struct QuantDots {
     q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
     q4_0: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
     q4_1: fn(&[BlockQ4_1], &[BlockQ8_1]) -> f32,
+    f16: fn(&[f16], &[f32]) -> f32,
 }
 
 impl QuantDots {
-    const SCALAR: Self =
-        Self { q8_0: vec_dot_q8_0_q8_0, q4_0: vec_dot_q4_0_q8_0, q4_1: vec_dot_q4_1_q8_1 };
+    const SCALAR: Self = Self {
+        q8_0: vec_dot_q8_0_q8_0,
+        q4_0: vec_dot_q4_0_q8_0,
+        q4_1: vec_dot_q4_1_q8_1,
+        f16: dot_f16_f32,
+    };
 
     /// Every path above scalar implies AVX2 and F16C.
     fn for_isa(isa: Isa) -> Self {
@@ -220,6 +225,8 @@ impl QuantDots {
                     q4_0: |w, x| unsafe { k::vec_dot_q4_0_q8_0(w, x) },
                     // SAFETY: as above.
                     q4_1: |w, x| unsafe { k::vec_dot_q4_1_q8_1(w, x) },
+                    // SAFETY: as above.
+                    f16: |w, x| unsafe { k::dot_f16_f32(w, x) },
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
@@ -234,9 +241,7 @@ fn dot_row(d: &QuantDots, m: &QuantMatrix<'_>, r: usize, a: &QuantActs, t: usize
     let (b32, b256) = (c / QK8_0, c / QK_K);
     match m.view {
         QuantView::F32(w) => dot_f32(row(w, r, c), row(&a.f32, t, c)),
-        QuantView::F16(w) => {
-            row(w, r, c).iter().zip(row(&a.f32, t, c)).map(|(w, x)| w.to_f32() * x).sum()
-        }
+        QuantView::F16(w) => (d.f16)(row(w, r, c), row(&a.f32, t, c)),
         QuantView::BF16(w) => {
             row(w, r, c).iter().zip(row(&a.f32, t, c)).map(|(w, x)| w.to_f32() * x).sum()
         }
@@ -260,6 +265,11 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// f16 weights · f32 activations (the reference: widen each weight, add in order).
+pub fn dot_f16_f32(w: &[f16], x: &[f32]) -> f32 {
+    w.iter().zip(x).map(|(w, x)| w.to_f32() * x).sum()
 }
 
 /// ggml `vec_dot_q8_0_q8_0`: per block `d_w * d_x * sum(q_w * q_x)`.
@@ -396,6 +406,17 @@ mod tests {
                         ((d.q4_0)(&w40, &x8), vec_dot_q4_0_q8_0(&w40, &x8)),
                         ((d.q4_1)(&w41, &x81), vec_dot_q4_1_q8_1(&w41, &x81)),
                     ];
+                    let wf: Vec<f16> = x8
+                        .iter()
+                        .flat_map(|b| b.qs.map(|q| f16::from_f32(q as f32 / 64.0)))
+                        .collect();
+                    let xf: Vec<f32> =
+                        w8.iter().flat_map(|b| b.qs.map(|q| q as f32 / 32.0)).collect();
+                    let (fg, fw) = ((d.f16)(&wf[1..], &xf[1..]), dot_f16_f32(&wf[1..], &xf[1..]));
+                    assert!(
+                        (fg - fw).abs() <= 1e-5 * (1.0 + fw.abs()) * n as f32,
+                        "{isa:?} f16: {fg} vs {fw}"
+                    );
                     for (k, (got, want)) in pairs.into_iter().enumerate() {
                         if unit {
                             assert_eq!(got, want, "{isa:?} kernel {k}, {n} blocks");

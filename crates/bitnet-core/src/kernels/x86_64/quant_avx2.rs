@@ -90,3 +90,29 @@ pub(crate) fn vec_dot_q4_1_q8_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
     }
     hsum(acc) + mins
 }
+
+/// f16 weights · f32 activations: eight weights widened with `vcvtph2ps` per step, four
+/// independent accumulators.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) fn dot_f16_f32(w: &[half::f16], x: &[f32]) -> f32 {
+    let n = w.len().min(x.len());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (k, a) in acc.iter_mut().enumerate() {
+            let j = i + 8 * k;
+            // SAFETY: j + 8 <= n for both slices; unaligned loads.
+            let (wv, xv) = unsafe {
+                (
+                    _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(j) as *const __m128i)),
+                    _mm256_loadu_ps(x.as_ptr().add(j)),
+                )
+            };
+            *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, xv));
+        }
+        i += 32;
+    }
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let tail: f32 = w[i..n].iter().zip(&x[i..n]).map(|(a, b)| f16(*a) * b).sum();
+    hsum(sum) + tail
+}
