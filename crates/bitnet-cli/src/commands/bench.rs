@@ -2,6 +2,7 @@
 //! each thread count, plus the process's peak memory. `--json` prints a list of objects with
 //! llama-bench's field names.
 
+use super::bench_kernels::cpu_model;
 use super::model_args::default_threads;
 use anyhow::{Context, Result};
 use bitnet_infer::bench::{bench, BenchResult};
@@ -40,18 +41,6 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn cpu_info() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
 pub fn run(a: Args) -> Result<()> {
     let model = open_model(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
     let file = a.model.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
@@ -74,7 +63,7 @@ pub fn run(a: Args) -> Result<()> {
             .map(|r| {
                 json!({
                     "build_commit": env!("CARGO_PKG_VERSION"),
-                    "cpu_info": cpu_info(),
+                    "cpu_info": cpu_model(),
                     "gpu_info": "",
                     "backends": "CPU",
                     "model_filename": file,

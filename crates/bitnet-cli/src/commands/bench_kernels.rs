@@ -57,7 +57,8 @@ fn parse_shape(s: &str) -> Result<(usize, usize)> {
     Ok((r.trim().parse()?, c.trim().parse()?))
 }
 
-fn cpu_model() -> String {
+/// The CPU's model name, as /proc/cpuinfo gives it.
+pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

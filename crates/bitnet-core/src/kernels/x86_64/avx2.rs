@@ -37,7 +37,7 @@ fn load_i8(p: &[i8; 256], off: usize) -> __m256i {
 /// Exact f16 → f32 conversion with `vcvtph2ps`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn f16_to_f32(h: half::f16) -> f32 {
+pub(crate) fn f16_to_f32(h: half::f16) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
 }
 

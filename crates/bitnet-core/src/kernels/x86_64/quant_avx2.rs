@@ -4,14 +4,9 @@
 //! multiply and add per block into eight lanes. The integer block sums equal the scalar reference's;
 //! the f32 sums are added in a different order, so results agree to rounding, not bit for bit.
 
+use super::avx2::f16_to_f32 as f16;
 use crate::format::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1};
 use std::arch::x86_64::*;
-
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-fn f16(h: half::f16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
-}
 
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
