@@ -200,6 +200,7 @@ struct QuantDots {
     q4_0: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
     q4_1: fn(&[BlockQ4_1], &[BlockQ8_1]) -> f32,
     f16: fn(&[f16], &[f32]) -> f32,
+    bf16: fn(&[bf16], &[f32]) -> f32,
 }
 
 impl QuantDots {
@@ -208,6 +209,7 @@ impl QuantDots {
         q4_0: vec_dot_q4_0_q8_0,
         q4_1: vec_dot_q4_1_q8_1,
         f16: dot_f16_f32,
+        bf16: dot_bf16_f32,
     };
 
     /// Every path above scalar implies AVX2 and F16C.
@@ -227,6 +229,8 @@ impl QuantDots {
                     q4_1: |w, x| unsafe { k::vec_dot_q4_1_q8_1(w, x) },
                     // SAFETY: as above.
                     f16: |w, x| unsafe { k::dot_f16_f32(w, x) },
+                    // SAFETY: as above.
+                    bf16: |w, x| unsafe { k::dot_bf16_f32(w, x) },
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
@@ -242,9 +246,7 @@ fn dot_row(d: &QuantDots, m: &QuantMatrix<'_>, r: usize, a: &QuantActs, t: usize
     match m.view {
         QuantView::F32(w) => dot_f32(row(w, r, c), row(&a.f32, t, c)),
         QuantView::F16(w) => (d.f16)(row(w, r, c), row(&a.f32, t, c)),
-        QuantView::BF16(w) => {
-            row(w, r, c).iter().zip(row(&a.f32, t, c)).map(|(w, x)| w.to_f32() * x).sum()
-        }
+        QuantView::BF16(w) => (d.bf16)(row(w, r, c), row(&a.f32, t, c)),
         QuantView::Q8_0(w) => (d.q8_0)(row(w, r, b32), row(&a.q8_0, t, b32)),
         QuantView::Q4_0(w) => (d.q4_0)(row(w, r, b32), row(&a.q8_0, t, b32)),
         QuantView::Q4_1(w) => (d.q4_1)(row(w, r, b32), row(&a.q8_1, t, b32)),
@@ -269,6 +271,11 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 
 /// f16 weights · f32 activations (the reference: widen each weight, add in order).
 pub fn dot_f16_f32(w: &[f16], x: &[f32]) -> f32 {
+    w.iter().zip(x).map(|(w, x)| w.to_f32() * x).sum()
+}
+
+/// bf16 weights · f32 activations (the reference).
+pub fn dot_bf16_f32(w: &[bf16], x: &[f32]) -> f32 {
     w.iter().zip(x).map(|(w, x)| w.to_f32() * x).sum()
 }
 
@@ -413,6 +420,12 @@ mod tests {
                     let xf: Vec<f32> =
                         w8.iter().flat_map(|b| b.qs.map(|q| q as f32 / 32.0)).collect();
                     let (fg, fw) = ((d.f16)(&wf[1..], &xf[1..]), dot_f16_f32(&wf[1..], &xf[1..]));
+                    let wb: Vec<bf16> = wf.iter().map(|v| bf16::from_f32(v.to_f32())).collect();
+                    let (bg, bw) = ((d.bf16)(&wb[1..], &xf[1..]), dot_bf16_f32(&wb[1..], &xf[1..]));
+                    assert!(
+                        (bg - bw).abs() <= 1e-5 * (1.0 + bw.abs()) * n as f32,
+                        "{isa:?} bf16: {bg} vs {bw}"
+                    );
                     assert!(
                         (fg - fw).abs() <= 1e-5 * (1.0 + fw.abs()) * n as f32,
                         "{isa:?} f16: {fg} vs {fw}"
