@@ -86,53 +86,46 @@ pub(crate) fn vec_dot_q4_1_q8_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
     hsum(acc) + mins
 }
 
-/// f16 weights · f32 activations: eight weights widened with `vcvtph2ps` per step, four
-/// independent accumulators.
-#[target_feature(enable = "avx2,f16c")]
-pub(crate) fn dot_f16_f32(w: &[half::f16], x: &[f32]) -> f32 {
-    let n = w.len().min(x.len());
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        for (k, a) in acc.iter_mut().enumerate() {
-            let j = i + 8 * k;
-            // SAFETY: j + 8 <= n for both slices; unaligned loads.
-            let (wv, xv) = unsafe {
-                (
-                    _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(j) as *const __m128i)),
-                    _mm256_loadu_ps(x.as_ptr().add(j)),
-                )
-            };
-            *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, xv));
+/// Defines `$name(w: &[$t], x: &[f32]) -> f32`: eight weights widened to f32 by `$widen` per
+/// step, four independent accumulators, the tail in scalar code.
+macro_rules! wide_dot {
+    ($(#[$doc:meta])* $name:ident, $t:ty, |$h:ident| $widen:expr) => {
+        $(#[$doc])*
+        #[target_feature(enable = "avx2,f16c")]
+        pub(crate) fn $name(w: &[$t], x: &[f32]) -> f32 {
+            let n = w.len().min(x.len());
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut i = 0;
+            while i + 32 <= n {
+                for (k, a) in acc.iter_mut().enumerate() {
+                    let j = i + 8 * k;
+                    // SAFETY: j + 8 <= n for both slices; unaligned loads.
+                    let ($h, xv) = unsafe {
+                        (
+                            _mm_loadu_si128(w.as_ptr().add(j) as *const __m128i),
+                            _mm256_loadu_ps(x.as_ptr().add(j)),
+                        )
+                    };
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps($widen, xv));
+                }
+                i += 32;
+            }
+            let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+            let tail: f32 = w[i..n].iter().zip(&x[i..n]).map(|(a, b)| a.to_f32() * b).sum();
+            hsum(sum) + tail
         }
-        i += 32;
-    }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let tail: f32 = w[i..n].iter().zip(&x[i..n]).map(|(a, b)| f16(*a) * b).sum();
-    hsum(sum) + tail
+    };
 }
 
-/// bf16 weights · f32 activations: a bf16 is the top half of an f32, so eight weights widen with
-/// one zero-extension and a 16-bit shift.
-#[target_feature(enable = "avx2,f16c")]
-pub(crate) fn dot_bf16_f32(w: &[half::bf16], x: &[f32]) -> f32 {
-    let n = w.len().min(x.len());
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        for (k, a) in acc.iter_mut().enumerate() {
-            let j = i + 8 * k;
-            // SAFETY: j + 8 <= n for both slices; unaligned loads.
-            let (wv, xv) = unsafe {
-                let h = _mm_loadu_si128(w.as_ptr().add(j) as *const __m128i);
-                let wide = _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h));
-                (_mm256_castsi256_ps(wide), _mm256_loadu_ps(x.as_ptr().add(j)))
-            };
-            *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, xv));
-        }
-        i += 32;
-    }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let tail: f32 = w[i..n].iter().zip(&x[i..n]).map(|(a, b)| a.to_f32() * b).sum();
-    hsum(sum) + tail
-}
+wide_dot!(
+    /// f16 weights · f32 activations, widened with `vcvtph2ps`.
+    dot_f16_f32, half::f16, |h| _mm256_cvtph_ps(h)
+);
+
+wide_dot!(
+    /// bf16 weights · f32 activations: a bf16 is the top half of an f32, so the weights widen
+    /// with a zero-extension and a 16-bit shift.
+    dot_bf16_f32,
+    half::bf16,
+    |h| _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+);
