@@ -4,6 +4,7 @@
 
 use crate::engine::{Engine, Logits, State};
 use crate::error::Result;
+use crate::sampling::Rng;
 use std::time::Instant;
 
 /// One test of one configuration and its timings.
@@ -61,15 +62,8 @@ impl BenchResult {
 
 /// Pseudo-random token ids below `vocab` (a fixed sequence).
 fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s % vocab as u64) as u32
-        })
-        .collect()
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| ((rng.next_f32() * vocab as f32) as u32).min(vocab as u32 - 1)).collect()
 }
 
 /// One timed run of a test: its wall time in nanoseconds.

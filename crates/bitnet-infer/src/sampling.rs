@@ -187,16 +187,15 @@ mod tests {
         assert_eq!(l, [-2.0, 1.0]);
     }
 
+    /// Temperature 1 and no top-k, top-p or min-p cut.
+    fn untruncated() -> SamplerConfig {
+        SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..Default::default() }
+    }
+
     #[test]
     fn the_draw_walks_the_cumulative_distribution() {
         // Equal logits, temperature 1, no truncation: four tokens of 1/4 each.
-        let cfg = SamplerConfig {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            ..Default::default()
-        };
+        let cfg = untruncated();
         let l = [0.0; 4];
         assert_eq!(sample(&l, &cfg, &[], 0.0), 0);
         assert_eq!(sample(&l, &cfg, &[], 0.26), 1);
@@ -208,13 +207,7 @@ mod tests {
     fn top_k_top_p_and_min_p_cut_the_tail() {
         // Probabilities about 0.64, 0.24, 0.09, 0.03.
         let l = [3.0, 2.0, 1.0, 0.0];
-        let base = SamplerConfig {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            ..Default::default()
-        };
+        let base = untruncated();
         let k1 = SamplerConfig { top_k: 1, ..base.clone() };
         assert_eq!(sample(&l, &k1, &[], 0.99), 0);
         let p = SamplerConfig { top_p: 0.8, ..base.clone() };

@@ -71,6 +71,13 @@ pub struct Report {
     pub vocab: bool,
 }
 
+impl Report {
+    fn new(list: &[Entry<'_>], tensors: usize, permute: Option<bool>, vocab: bool) -> Self {
+        let ternary_layers = list.iter().filter(|e| matches!(e.item, Item::Ternary(..))).count();
+        Self { tensors, ternary_layers, permuted_qk: permute.is_some(), vocab }
+    }
+}
+
 /// A tensor of the model and its names on both sides.
 enum Item<'a> {
     Norm(&'a [f32]),
@@ -224,12 +231,7 @@ fn to_gguf(
         Item::Dense(l) => Ok(l.blob.bytes()[..spec.size.min(l.blob.bytes().len())].to_vec()),
         Item::Ternary(l, perm) => ternary(l, perm)?.to_ggml(ty),
     })?;
-    Ok(Report {
-        tensors: list.len(),
-        ternary_layers: list.iter().filter(|e| matches!(e.item, Item::Ternary(..))).count(),
-        permuted_qk: permute.is_some(),
-        vocab: !vocab.is_empty(),
-    })
+    Ok(Report::new(&list, list.len(), permute, !vocab.is_empty()))
 }
 
 /// The safetensors dtype of an embedding or head, and its bytes (dequantized to f32 for the
@@ -369,10 +371,5 @@ fn to_hf(m: &Model, tk: Option<&Tokenizer>, dir: &Path) -> Result<Report> {
         }
         write_json(&dir.join("tokenizer_config.json"), &tc)?;
     }
-    Ok(Report {
-        tensors: specs.len(),
-        ternary_layers: list.iter().filter(|e| matches!(e.item, Item::Ternary(..))).count(),
-        permuted_qk: permute.is_some(),
-        vocab: tk.is_some(),
-    })
+    Ok(Report::new(&list, specs.len(), permute, tk.is_some()))
 }
