@@ -218,3 +218,131 @@ fn forcing_a_path_reports_availability() {
     }
     assert!(Isa::best().is_available());
 }
+
+/// The 2-bit codes (`w + 1`) of ternary values.
+fn codes_of(w: &[f32]) -> Vec<u8> {
+    w.iter().map(|&v| (trit(v) + 1) as u8).collect()
+}
+
+/// -1, 0 or 1 (`f32::signum` maps 0 to 1).
+fn trit(v: f32) -> i32 {
+    (v > 0.0) as i32 - (v < 0.0) as i32
+}
+
+/// Whole-row integer tiles: every SIMD path returns the reference's exact integers for both 2-bit
+/// layouts, 1 to 4 tokens, awkward lengths and the -128 extreme.
+#[test]
+fn codes_tiles_equal_the_reference_exactly() {
+    use bitnet_core::kernels::tile::{codes_tile, CodeLayout, MAX_TILE_TOKENS};
+    let mut rng = StdRng::seed_from_u64(11);
+    const ROWS: usize = 3;
+    for &nb in &AWKWARD_BLOCKS[..9] {
+        let n = nb * QK_K;
+        let w = ternary_values(&mut rng, ROWS * n, 0.5);
+        let tq2 = tq2_0::quantize_row_tq2_0(&w).unwrap();
+        let i2s = pack_i2_s(&codes_of(&w), 0.5);
+        let layouts: [(&[u8], CodeLayout); 2] = [
+            (bytemuck::cast_slice(&tq2), CodeLayout::Tq2_0),
+            (I2sTensor::parse(&i2s, ROWS * n).unwrap().codes, CodeLayout::I2s),
+        ];
+        let mut a: Vec<BlockQ8K> =
+            (0..MAX_TILE_TOKENS).flat_map(|_| activations(&mut rng, n, true)).collect();
+        a[nb..2 * nb].copy_from_slice(&extreme_activations(nb));
+        for (codes, layout) in layouts {
+            for n_tok in 1..=MAX_TILE_TOKENS {
+                let xa = &a[..n_tok * nb];
+                let mut want = [0i32; ROWS * MAX_TILE_TOKENS];
+                assert_eq!(codes_tile(codes, layout, ROWS, xa, n_tok, &mut want), 0);
+                // The reference against the ternary values: sum w a = tile - sum a.
+                for (r, t) in [(0, 0), (ROWS - 1, n_tok - 1)] {
+                    let row = &w[r * n..(r + 1) * n];
+                    let x = |i: usize| xa[t * nb + i / QK_K].qs[i % QK_K] as i32;
+                    let exact: i32 = (0..n).map(|i| trit(row[i]) * x(i)).sum();
+                    let asum: i32 = (0..n).map(x).sum();
+                    assert_eq!(
+                        want[r * n_tok + t] - asum,
+                        exact,
+                        "{layout:?} reference {nb} blocks"
+                    );
+                }
+                for k in simd_paths() {
+                    let mut got = [0i32; ROWS * MAX_TILE_TOKENS];
+                    assert_eq!((k.codes_tile)(codes, layout, ROWS, xa, n_tok, &mut got), 0);
+                    assert_eq!(got, want, "{} {layout:?} {nb} blocks {n_tok} tokens", k.isa.name());
+                }
+            }
+        }
+        if nb > 1 {
+            // Row 1's last block at another scale: only row 1 is flagged, by every path.
+            let mut w2 = w.clone();
+            w2[2 * n - QK_K..2 * n].iter_mut().for_each(|v| *v *= 3.0);
+            let tq2 = tq2_0::quantize_row_tq2_0(&w2).unwrap();
+            let mut out = [0i32; ROWS];
+            for k in std::iter::once(Kernels::scalar()).chain(simd_paths()) {
+                let mask = (k.codes_tile)(
+                    bytemuck::cast_slice(&tq2),
+                    CodeLayout::Tq2_0,
+                    ROWS,
+                    &a[..nb],
+                    1,
+                    &mut out,
+                );
+                assert_eq!(mask, 0b010, "{} mixed-scale mask", k.isa.name());
+            }
+        }
+    }
+}
+
+/// GEMM through integer tiles (TQ2_0 with shared and with mixed block scales, I2_S) equals the
+/// per-block reference within f32 rounding, on 1 to 3 threads and as one group of matrices.
+#[test]
+fn tiled_gemm_group_equals_reference_dots() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let (cols, n_tokens) = (3 * QK_K, 7);
+    let nb = cols / QK_K;
+    let w1 = ternary_values(&mut rng, 29 * cols, 0.02);
+    let tq2 = tq2_0::quantize_row_tq2_0(&w1).unwrap();
+    // Mixed scales: every third block of the second matrix scaled differently.
+    let mut w2 = ternary_values(&mut rng, 11 * cols, 0.02);
+    w2.chunks_mut(QK_K).step_by(3).for_each(|b| b.iter_mut().for_each(|v| *v *= 3.0));
+    let tq2_mixed = tq2_0::quantize_row_tq2_0(&w2).unwrap();
+    let w3 = ternary_values(&mut rng, 16 * cols, 0.07);
+    let i2s = pack_i2_s(&codes_of(&w3), 0.07);
+    let ms = [
+        TernaryMatrix::new(TernaryView::Tq2_0(&tq2), 29, cols).unwrap(),
+        TernaryMatrix::new(TernaryView::Tq2_0(&tq2_mixed), 11, cols).unwrap(),
+        TernaryMatrix::from_i2s_bytes(&i2s, 16, cols).unwrap(),
+    ];
+    let x: Vec<BlockQ8K> = (0..n_tokens).flat_map(|_| activations(&mut rng, cols, true)).collect();
+    let reference = Kernels::scalar();
+    let want: Vec<Vec<f32>> = ms
+        .iter()
+        .map(|m| {
+            (0..n_tokens)
+                .flat_map(|t| (0..m.rows()).map(move |r| (t, r)))
+                .map(|(t, r)| reference.dot_row(m, r, &x[t * nb..(t + 1) * nb]))
+                .collect()
+        })
+        .collect();
+    for k in std::iter::once(Kernels::scalar()).chain(simd_paths()) {
+        for threads in 1..=3 {
+            let mm = Matmul::new(k, threads).unwrap();
+            let mut ys: Vec<Vec<f32>> =
+                ms.iter().map(|m| vec![0f32; n_tokens * m.rows()]).collect();
+            let mut refs: Vec<&mut [f32]> = ys.iter_mut().map(|y| y.as_mut_slice()).collect();
+            mm.gemm_group(&ms, &x, n_tokens, &mut refs).unwrap();
+            for (i, (y, w)) in ys.iter().zip(&want).enumerate() {
+                for (g, e) in y.iter().zip(w) {
+                    assert!(
+                        (g - e).abs() <= 1e-5 * e.abs().max(1e-3),
+                        "{} t{threads} m{i}: {g} vs {e}",
+                        k.isa.name()
+                    );
+                }
+            }
+            let mut single = vec![0f32; n_tokens * 29];
+            mm.gemm(&ms[0], &x, n_tokens, &mut single).unwrap();
+            assert_eq!(single, ys[0], "gemm alone equals its part of the group");
+        }
+    }
+}

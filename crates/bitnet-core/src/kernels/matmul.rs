@@ -5,8 +5,9 @@
 //! activations stream past it.
 
 use super::pool::{thread_range, OutPtr};
-use super::{Kernels, TernaryMatrix, ThreadPool};
-use crate::format::{check_len, BlockQ8K};
+use super::tile::{uniform_act_sum, CodeLayout, MAX_TILE_TOKENS};
+use super::{Kernels, TernaryMatrix, TernaryView, ThreadPool};
+use crate::format::{check_len, BlockQ8K, BlockTQ2_0};
 use crate::Result;
 
 /// Rows of one GEMM tile.
@@ -50,11 +51,94 @@ impl Matmul {
         n_tokens: usize,
         y: &mut [f32],
     ) -> Result<()> {
-        let (rows, nb) = (m.rows(), m.blocks_per_row());
+        self.gemm_group(&[*m], x, n_tokens, &mut [y])
+    }
+
+    /// Several matrices of the same width on the same activations (Q, K and V; gate and up):
+    /// `ys[i]` is (n_tokens, rows of `ms[i]`). 2-bit matrices with per-token activations run as
+    /// whole-row integer tiles ([`super::tile`]) in one pass of the pool; other formats run the
+    /// per-block dot products.
+    pub fn gemm_group(
+        &self,
+        ms: &[TernaryMatrix<'_>],
+        x: &[BlockQ8K],
+        n_tokens: usize,
+        ys: &mut [&mut [f32]],
+    ) -> Result<()> {
+        check_len("gemm outputs", ms.len(), ys.len())?;
+        let Some(nb) = ms.first().map(|m| m.blocks_per_row()) else { return Ok(()) };
         check_len("gemm activations (blocks)", n_tokens * nb, x.len())?;
-        check_len("gemm output", n_tokens * rows, y.len())?;
+        for (m, y) in ms.iter().zip(ys.iter()) {
+            check_len("gemm matrix columns (blocks)", nb, m.blocks_per_row())?;
+            check_len("gemm output", n_tokens * m.rows(), y.len())?;
+        }
         let k = self.kernels;
-        self.run_tiled(rows, n_tokens, y, |r, t| k.dot_row(m, r, &x[t * nb..(t + 1) * nb]))
+        let acts = TokenSums::new(x, nb, n_tokens);
+        let tiled = acts.is_some() && ms.iter().all(|m| layout_of(m).is_some());
+        if let (true, Some(acts)) = (tiled, &acts) {
+            return self.gemm_tiles(ms, x, nb, acts, ys);
+        }
+        for (m, y) in ms.iter().zip(ys.iter_mut()) {
+            self.run_tiled(m.rows(), n_tokens, y, |r, t| {
+                k.dot_row(m, r, &x[t * nb..(t + 1) * nb])
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The integer-tile pass of [`Matmul::gemm_group`]: the rows of all matrices, concatenated,
+    /// split into one range per thread; each range walked in tiles of [`GEMM_ROW_TILE`] rows,
+    /// every tile meeting all tokens, [`MAX_TILE_TOKENS`] at a time.
+    fn gemm_tiles(
+        &self,
+        ms: &[TernaryMatrix<'_>],
+        x: &[BlockQ8K],
+        nb: usize,
+        acts: &TokenSums,
+        ys: &mut [&mut [f32]],
+    ) -> Result<()> {
+        let n_tokens = acts.len();
+        let outs: Vec<OutPtr> = ys.iter_mut().map(|y| OutPtr(y.as_mut_ptr())).collect();
+        let total: usize = ms.iter().map(|m| m.rows()).sum();
+        let n_threads = self.pool.n_threads();
+        let k = self.kernels;
+        self.pool.run(&|tid| {
+            let (g0, g1) = thread_range(total, n_threads, tid);
+            let mut base = 0;
+            for (m, out) in ms.iter().zip(&outs) {
+                let rows = m.rows();
+                let (r0, r1) = (g0.max(base) - base, g1.min(base + rows).saturating_sub(base));
+                base += rows;
+                let mut t0 = r0;
+                while t0 < r1 {
+                    let t1 = (t0 + GEMM_ROW_TILE).min(r1);
+                    let (codes, layout, scale) = tile_codes(m, t0, t1);
+                    for tok in (0..n_tokens).step_by(MAX_TILE_TOKENS) {
+                        let nt = MAX_TILE_TOKENS.min(n_tokens - tok);
+                        let xa = &x[tok * nb..(tok + nt) * nb];
+                        let mut isum = [0i32; GEMM_ROW_TILE * MAX_TILE_TOKENS];
+                        let mixed = (k.codes_tile)(codes, layout, t1 - t0, xa, nt, &mut isum);
+                        for r in t0..t1 {
+                            let i = r - t0;
+                            for j in 0..nt {
+                                let t = tok + j;
+                                let v = if mixed & (1 << i) == 0 {
+                                    let (d, s) = acts.get(t);
+                                    scale(i) * d * (isum[i * nt + j] - s) as f32
+                                } else {
+                                    k.dot_row(m, r, &x[t * nb..(t + 1) * nb])
+                                };
+                                // SAFETY: `t * rows + r < n_tokens * rows`, the length of this
+                                // output (checked by the caller); row `r` of this matrix belongs
+                                // to this thread only.
+                                unsafe { *out.get().add(t * rows + r) = v };
+                            }
+                        }
+                    }
+                    t0 = t1;
+                }
+            }
+        })
     }
 
     /// `y[t * rows + r] = dot(r, t)` for every row and token: rows split into one contiguous
@@ -89,5 +173,80 @@ impl Matmul {
                 t0 = t1;
             }
         })
+    }
+}
+
+/// The tile layout of a matrix's codes, when it has one.
+fn layout_of(m: &TernaryMatrix<'_>) -> Option<CodeLayout> {
+    match m.view() {
+        TernaryView::Tq2_0(_) => Some(CodeLayout::Tq2_0),
+        TernaryView::I2s { .. } => Some(CodeLayout::I2s),
+        TernaryView::Tq1_0(_) | TernaryView::T2p { .. } => None,
+    }
+}
+
+/// The code bytes of rows `r0..r1`, their layout, and the scale of row `r0 + i` (for TQ2_0 the
+/// scale of its first block, valid when the tile kernel finds the others equal).
+fn tile_codes<'a>(
+    m: &TernaryMatrix<'a>,
+    r0: usize,
+    r1: usize,
+) -> (&'a [u8], CodeLayout, impl Fn(usize) -> f32 + 'a) {
+    let nb = m.blocks_per_row();
+    let (codes, layout, tq2, i2s_scale): (&[u8], _, &[BlockTQ2_0], f32) = match m.view() {
+        TernaryView::Tq2_0(b) => {
+            let tile = &b[r0 * nb..r1 * nb];
+            (bytemuck::cast_slice(tile), CodeLayout::Tq2_0, tile, 0.0)
+        }
+        TernaryView::I2s { codes, scale } => {
+            (&codes[r0 * nb * 64..r1 * nb * 64], CodeLayout::I2s, &[], scale)
+        }
+        TernaryView::Tq1_0(_) | TernaryView::T2p { .. } => (&[], CodeLayout::I2s, &[], 0.0),
+    };
+    let scale = move |i: usize| match layout {
+        CodeLayout::Tq2_0 => tq2[i * nb].d.to_f32(),
+        CodeLayout::I2s => i2s_scale,
+    };
+    (codes, layout, scale)
+}
+
+/// Per token: the shared activation scale and the sum of its int8 activations.
+enum TokenSums {
+    Inline([(f32, i32); 16], usize),
+    Heap(Vec<(f32, i32)>),
+}
+
+impl TokenSums {
+    /// `None` unless every token's blocks share one scale (per-token quantization).
+    fn new(x: &[BlockQ8K], nb: usize, n_tokens: usize) -> Option<Self> {
+        let one = |t: usize| {
+            let a = &x[t * nb..(t + 1) * nb];
+            uniform_act_sum(a).map(|s| (a[0].d, s))
+        };
+        if n_tokens <= 16 {
+            let mut v = [(0f32, 0i32); 16];
+            for (t, slot) in v.iter_mut().enumerate().take(n_tokens) {
+                *slot = one(t)?;
+            }
+            Some(TokenSums::Inline(v, n_tokens))
+        } else {
+            (0..n_tokens).map(one).collect::<Option<Vec<_>>>().map(TokenSums::Heap)
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            TokenSums::Inline(_, n) => *n,
+            TokenSums::Heap(v) => v.len(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, t: usize) -> (f32, i32) {
+        let t = t.min(self.len() - 1);
+        match self {
+            TokenSums::Inline(v, _) => v[t],
+            TokenSums::Heap(v) => v[t],
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod pool;
 pub mod quant;
 pub mod repack;
 pub mod scalar;
+pub mod tile;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
@@ -25,6 +26,7 @@ pub use owned::{OwnedTernary, TernaryFormat};
 pub use pool::ThreadPool;
 pub use quant::{ActKind, QuantActs, QuantMatrix, QuantView};
 pub use repack::T2pMatrix;
+pub use tile::{CodeLayout, CodesTile};
 
 use crate::format::{BlockQ8K, BlockTQ1_0, BlockTQ2_0};
 use crate::{CoreError, Result};
@@ -103,6 +105,8 @@ pub struct Kernels {
     pub vec_dot_tq1_0_q8k: VecDotTq1_0,
     pub vec_dot_i2s_q8k: VecDotI2s,
     pub vec_dot_t2p_q8k: VecDotT2p,
+    /// Whole-row integer tiles of 2-bit codes ([`tile`]).
+    pub codes_tile: CodesTile,
 }
 
 impl Kernels {
@@ -137,6 +141,7 @@ impl Kernels {
             vec_dot_tq1_0_q8k: scalar::vec_dot_tq1_0_q8k,
             vec_dot_i2s_q8k: scalar::vec_dot_i2s_q8k,
             vec_dot_t2p_q8k: scalar::vec_dot_t2p_q8k,
+            codes_tile: tile::codes_tile,
         }
     }
 

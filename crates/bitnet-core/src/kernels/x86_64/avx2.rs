@@ -17,6 +17,10 @@ pub(crate) fn table() -> Kernels {
         vec_dot_i2s_q8k: |c, a| unsafe { vec_dot_i2s_q8k(c, a) },
         // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
         vec_dot_t2p_q8k: |c, s, a| unsafe { vec_dot_t2p_q8k(c, s, a) },
+        // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
+        codes_tile: |w, l, r, a, n, o| unsafe {
+            crate::kernels::x86_64::tile_avx2::codes_tile(w, l, r, a, n, o)
+        },
     }
 }
 

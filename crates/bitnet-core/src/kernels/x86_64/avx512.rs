@@ -21,6 +21,10 @@ macro_rules! avx512_kernels {
                 vec_dot_i2s_q8k: |c, a| unsafe { vec_dot_i2s_q8k(c, a) },
                 // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
                 vec_dot_t2p_q8k: |c, s, a| unsafe { vec_dot_t2p_q8k(c, s, a) },
+                // SAFETY: AVX-512 paths imply AVX2 (`Isa::is_available`).
+                codes_tile: |w, l, r, a, n, o| unsafe {
+            crate::kernels::x86_64::tile_avx2::codes_tile(w, l, r, a, n, o)
+        },
             }
         }
 

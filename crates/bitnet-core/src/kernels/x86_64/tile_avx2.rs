@@ -1,0 +1,149 @@
+//! AVX2 whole-row integer tiles ([`crate::kernels::tile`]): each 32-byte chunk of codes is loaded
+//! once, split into four planes by shift and mask, and multiplied with every token's activations
+//! by `vpmaddubsw` (unsigned codes × signed activations). The i16 sums are widened every
+//! [`WIDEN`] blocks and reduced once per row and token.
+
+use crate::format::BlockQ8K;
+use crate::kernels::tile::{tile_blocks, CodeLayout};
+use std::arch::x86_64::*;
+
+/// Blocks between two widenings of the i16 sums: a block adds at most 8 × 2 × 2 × 128 = 4096 to
+/// a lane, so 4 blocks stay below 32767.
+const WIDEN: usize = 4;
+
+/// How far ahead of the block being multiplied its row's bytes are prefetched.
+const PREFETCH: usize = 4096;
+
+/// [`crate::kernels::tile::codes_tile`] on AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn codes_tile(
+    w: &[u8],
+    layout: CodeLayout,
+    rows: usize,
+    a: &[BlockQ8K],
+    n_tok: usize,
+    out: &mut [i32],
+) -> u64 {
+    let nb = tile_blocks(w, layout, rows, a, n_tok, out);
+    // SAFETY: `tile_blocks` checked the lengths `tile` reads, in every arm.
+    unsafe {
+        match (layout, n_tok) {
+            (CodeLayout::Tq2_0, 1) => tile::<1, false>(w, 66, rows, nb, a, out),
+            (CodeLayout::Tq2_0, 2) => tile::<2, false>(w, 66, rows, nb, a, out),
+            (CodeLayout::Tq2_0, 3) => tile::<3, false>(w, 66, rows, nb, a, out),
+            (CodeLayout::Tq2_0, _) => tile::<4, false>(w, 66, rows, nb, a, out),
+            (CodeLayout::I2s, 1) => tile::<1, true>(w, 64, rows, nb, a, out),
+            (CodeLayout::I2s, 2) => tile::<2, true>(w, 64, rows, nb, a, out),
+            (CodeLayout::I2s, 3) => tile::<3, true>(w, 64, rows, nb, a, out),
+            (CodeLayout::I2s, _) => tile::<4, true>(w, 64, rows, nb, a, out),
+        }
+    }
+}
+
+/// Sum of the eight i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn hsum(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// The four planes of one 32-byte chunk, in weight order.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn planes<const I2S: bool>(q: __m256i) -> [__m256i; 4] {
+    let m = _mm256_set1_epi8(3);
+    let p = [
+        _mm256_and_si256(q, m),
+        _mm256_and_si256(_mm256_srli_epi16::<2>(q), m),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(q), m),
+        _mm256_and_si256(_mm256_srli_epi16::<6>(q), m),
+    ];
+    if I2S {
+        [p[3], p[2], p[1], p[0]]
+    } else {
+        p
+    }
+}
+
+/// # Safety
+/// AVX2; `w` holds `rows * nb * stride` bytes, `a` holds `T * nb` blocks, `out`
+/// `rows * T` values.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn tile<const T: usize, const I2S: bool>(
+    w: &[u8],
+    stride: usize,
+    rows: usize,
+    nb: usize,
+    a: &[BlockQ8K],
+    out: &mut [i32],
+) -> u64 {
+    let mut mixed = 0u64;
+    for r in 0..rows {
+        // SAFETY: as this function's (row r's blocks lie inside `w`).
+        let (acc, m) = unsafe { row::<T, I2S>(w.as_ptr().add(r * nb * stride), stride, nb, a) };
+        out[r * T..r * T + T].copy_from_slice(&acc);
+        mixed |= (m as u64) << r;
+    }
+    mixed
+}
+
+/// One row's integer sums with `T` tokens, and whether its `TQ2_0` block scales differ.
+///
+/// # Safety
+/// AVX2; `w` points at `nb * stride` readable bytes, `a` holds `T * nb` blocks.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn row<const T: usize, const I2S: bool>(
+    w: *const u8,
+    stride: usize,
+    nb: usize,
+    a: &[BlockQ8K],
+) -> ([i32; T], bool) {
+    let ones = _mm256_set1_epi16(1);
+    let scale = |b: usize| {
+        // SAFETY: TQ2_0 blocks are 66 bytes with the scale at 64..66, inside `w` (caller).
+        unsafe { (w.add(b * stride + 64) as *const u16).read_unaligned() }
+    };
+    let d0 = if I2S || nb == 0 { 0 } else { scale(0) };
+    let mut mixed = 0u16;
+    let mut acc32 = [_mm256_setzero_si256(); T];
+    let mut acc16 = [_mm256_setzero_si256(); T];
+    for b in 0..nb {
+        // SAFETY: block b's 64 code bytes are readable (caller).
+        let wp = unsafe { w.add(b * stride) };
+        // A hint only: it never faults, even past the end of `w` (the next row, usually).
+        _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(PREFETCH) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(PREFETCH + 64) as *const i8);
+        if !I2S {
+            mixed |= scale(b) ^ d0;
+        }
+        for h in 0..2 {
+            // SAFETY: as above; unaligned load of bytes 32h..32h + 32 of the block.
+            let q = unsafe { _mm256_loadu_si256(wp.add(32 * h) as *const __m256i) };
+            let p = planes::<I2S>(q);
+            for (t, acc) in acc16.iter_mut().enumerate() {
+                // SAFETY: `a` holds T * nb blocks (caller); qs has 256 bytes.
+                let ap = unsafe { a.get_unchecked(t * nb + b).qs.as_ptr().add(128 * h) };
+                for (k, pk) in p.iter().enumerate() {
+                    // SAFETY: bytes 128h + 32k .. + 32 of qs.
+                    let x = unsafe { _mm256_loadu_si256(ap.add(32 * k) as *const __m256i) };
+                    *acc = _mm256_add_epi16(*acc, _mm256_maddubs_epi16(*pk, x));
+                }
+            }
+        }
+        if b % WIDEN == WIDEN - 1 || b + 1 == nb {
+            for (a32, a16) in acc32.iter_mut().zip(acc16.iter_mut()) {
+                *a32 = _mm256_add_epi32(*a32, _mm256_madd_epi16(*a16, ones));
+                *a16 = _mm256_setzero_si256();
+            }
+        }
+    }
+    (std::array::from_fn(|t| hsum(acc32[t])), mixed != 0)
+}
