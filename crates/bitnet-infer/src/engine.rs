@@ -115,6 +115,15 @@ fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
+/// Per-token absmax int8 activations of every `cols`-wide row of `x`, into `out`.
+fn quantize_tokens(x: &[f32], cols: usize, out: &mut Vec<BlockQ8K>) -> bitnet_core::Result<()> {
+    out.clear();
+    for row in x.chunks_exact(cols) {
+        out.extend(quantize_row_q8k_per_token(row)?);
+    }
+    Ok(())
+}
+
 /// `out = rms_norm(x)`, reusing `out`'s allocation.
 fn rms_norm_into(x: &[f32], w: &[f32], eps: f32, out: &mut Vec<f32>) {
     out.clear();
@@ -210,11 +219,7 @@ impl Engine {
         let ctx = || format!("{} ({} x {})", w.name, w.rows, w.cols);
         match w.matrix()? {
             MatrixRef::Ternary(m) => {
-                acts.i8.clear();
-                for row in x.chunks_exact(w.cols) {
-                    acts.i8
-                        .extend(quantize_row_q8k_per_token(row).map_err(InferError::core(ctx()))?);
-                }
+                quantize_tokens(x, w.cols, &mut acts.i8).map_err(InferError::core(ctx()))?;
                 self.matmul.gemm(&m, &acts.i8, n, y).map_err(InferError::core(ctx()))?;
             }
             MatrixRef::Quant(m) => {
@@ -226,6 +231,42 @@ impl Engine {
             y.iter_mut().for_each(|v| *v *= w.out_scale);
         }
         Ok(())
+    }
+
+    /// Several linear layers on the same input (Q, K, V; gate, up): ternary ones share one
+    /// activation quantization and one pass of the thread pool.
+    fn linear_group(
+        &self,
+        ws: &[&Linear],
+        x: &[f32],
+        n: usize,
+        acts: &mut Acts,
+        ys: &mut [&mut Vec<f32>],
+    ) -> Result<()> {
+        let mut ms = Vec::with_capacity(ws.len());
+        for w in ws {
+            match w.matrix()? {
+                MatrixRef::Ternary(m) if w.out_scale == 1.0 && w.cols == ws[0].cols => ms.push(m),
+                _ => break,
+            }
+        }
+        if ms.len() < ws.len() {
+            for (w, y) in ws.iter().zip(ys.iter_mut()) {
+                self.linear(w, x, n, acts, y)?;
+            }
+            return Ok(());
+        }
+        let ctx = || {
+            let names: Vec<&str> = ws.iter().map(|w| w.name.as_str()).collect();
+            names.join(", ")
+        };
+        quantize_tokens(x, ws[0].cols, &mut acts.i8).map_err(InferError::core(ctx()))?;
+        let mut outs: Vec<&mut [f32]> = Vec::with_capacity(ws.len());
+        for (w, y) in ws.iter().zip(ys.iter_mut()) {
+            y.resize(n * w.rows, 0.0);
+            outs.push(y.as_mut_slice());
+        }
+        self.matmul.gemm_group(&ms, &acts.i8, n, &mut outs).map_err(InferError::core(ctx()))
     }
 
     /// The (cos, sin) of every RoPE angle of tokens at `pos0..pos0 + n`.
@@ -341,9 +382,8 @@ impl Engine {
         self.rope_table(pos0, n, &mut s.rope);
         for (l, lw) in w.layers.iter().enumerate() {
             rms_norm_into(&s.x, &lw.attn_norm, eps, &mut s.h);
-            self.linear(&lw.wq, &s.h, n, &mut s.acts, &mut s.q)?;
-            self.linear(&lw.wk, &s.h, n, &mut s.acts, &mut s.k)?;
-            self.linear(&lw.wv, &s.h, n, &mut s.acts, &mut s.v)?;
+            let qkv = [&lw.wq, &lw.wk, &lw.wv];
+            self.linear_group(&qkv, &s.h, n, &mut s.acts, &mut [&mut s.q, &mut s.k, &mut s.v])?;
             self.rope(&mut s.q, c.n_heads, &s.rope);
             self.rope(&mut s.k, c.n_kv_heads, &s.rope);
             let layer = l * ctx * kvd..(l + 1) * ctx * kvd;
@@ -358,8 +398,8 @@ impl Engine {
             s.x.iter_mut().zip(&s.proj).for_each(|(x, a)| *x += a);
 
             rms_norm_into(&s.x, &lw.ffn_norm, eps, &mut s.h);
-            self.linear(&lw.w_gate, &s.h, n, &mut s.acts, &mut s.gate)?;
-            self.linear(&lw.w_up, &s.h, n, &mut s.acts, &mut s.up)?;
+            let gate_up = [&lw.w_gate, &lw.w_up];
+            self.linear_group(&gate_up, &s.h, n, &mut s.acts, &mut [&mut s.gate, &mut s.up])?;
             match c.ffn_act {
                 FfnAct::Silu => s.gate.iter_mut().zip(&s.up).for_each(|(g, u)| {
                     *g = *g / (1.0 + (-*g).exp()) * u;
