@@ -24,6 +24,9 @@ pub enum CoreError {
     #[error("instruction set {isa} is not available on this CPU")]
     IsaUnavailable { isa: &'static str },
 
+    #[error("{0} is not supported")]
+    Unsupported(String),
+
     #[error("thread pool: {0}")]
     ThreadPool(String),
 }

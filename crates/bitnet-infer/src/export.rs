@@ -4,7 +4,7 @@
 use crate::error::{InferError, Result};
 use crate::gguf::{GgufWriter, TensorSpec, Value};
 use crate::model::{Arch, Config, RopeStyle};
-use bitnet_core::format::GgmlType;
+use bitnet_core::format::{encode_dense, GgmlType};
 use bitnet_core::kernels::{OwnedTernary, TernaryFormat};
 use std::path::Path;
 
@@ -144,9 +144,15 @@ pub fn tensor_list(c: &Config) -> Vec<(String, usize, usize, bool)> {
     t
 }
 
-/// Writes a model of shape `c` with uniformly random ternary weights of type `ty`, an f16
-/// embedding (tied head) of N(0, 1)-ish values and unit norms.
-pub fn write_random_model(path: &Path, c: &Config, ty: GgmlType, seed: u64) -> Result<()> {
+/// Writes a model of shape `c` with uniformly random ternary weights of type `ty`, an embedding
+/// (tied head) of uniform(-1, 1) values in `embed_ty` (F16, BF16, F32, Q8_0 or Q6_K) and unit norms.
+pub fn write_random_model(
+    path: &Path,
+    c: &Config,
+    ty: GgmlType,
+    embed_ty: GgmlType,
+    seed: u64,
+) -> Result<()> {
     c.validate()?;
     let fmt = ternary_format(ty)?;
     let mut w = GgufWriter::new();
@@ -155,7 +161,7 @@ pub fn write_random_model(path: &Path, c: &Config, ty: GgmlType, seed: u64) -> R
     for (name, rows, cols, linear) in &list {
         let (dims, tty) = match (*rows, *linear) {
             (1, false) => (vec![*cols], GgmlType::F32),
-            (_, false) => (vec![*cols, *rows], GgmlType::F16),
+            (_, false) => (vec![*cols, *rows], embed_ty),
             (_, true) => (vec![*cols, *rows], ty),
         };
         w.add_tensor(TensorSpec::new(name.clone(), &dims, tty)?);
@@ -178,7 +184,16 @@ pub fn write_random_model(path: &Path, c: &Config, ty: GgmlType, seed: u64) -> R
         } else if *rows == 1 {
             Ok((0..*cols).flat_map(|_| 1.0f32.to_le_bytes()).collect())
         } else {
-            Ok((0..rows * cols).flat_map(|_| half::f16::from_f32(next()).to_le_bytes()).collect())
+            let mut out = Vec::with_capacity(spec.size);
+            let mut chunk = vec![0f32; 256 * cols];
+            for r0 in (0..*rows).step_by(256) {
+                let n = 256.min(rows - r0) * cols;
+                chunk[..n].iter_mut().for_each(|v| *v = next());
+                out.extend(
+                    encode_dense(embed_ty, &chunk[..n]).map_err(InferError::core(&spec.name))?,
+                );
+            }
+            Ok(out)
         }
     })
 }

@@ -2,7 +2,7 @@
 //! Face directory or `bitnet train` checkpoint) to packed GGUF or to a Hugging Face directory.
 
 use anyhow::{Context, Result};
-use bitnet_infer::convert::{convert, Target, VocabSource};
+use bitnet_infer::convert::{convert_with_head, Target, VocabSource};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -20,6 +20,11 @@ pub struct Args {
     /// Write no vocabulary.
     #[arg(long)]
     pub no_vocab: bool,
+    /// Re-quantize the embedding and output head: q6_k, q8_0, f16, bf16 or f32 (GGUF output;
+    /// default: copied in their own type). With it, a LLaMA GGUF converts too (only its
+    /// embedding and head change).
+    #[arg(long)]
+    pub head_type: Option<String>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -28,7 +33,8 @@ pub fn run(a: Args) -> Result<()> {
         (Some(p), _) => VocabSource::File(p),
         (None, false) => VocabSource::Model,
     };
-    let r = convert(&a.input, &a.output, a.target, vocab)
+    let head = a.head_type.as_deref().map(super::random_model::dense_type).transpose()?;
+    let r = convert_with_head(&a.input, &a.output, a.target, vocab, head)
         .with_context(|| format!("converting {} to {}", a.input.display(), a.output.display()))?;
     println!(
         "wrote {}: {} tensors, {} ternary layers{}{}",

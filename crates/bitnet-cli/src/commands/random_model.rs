@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use bitnet_core::format::GgmlType;
 use bitnet_infer::export::{preset, write_random_model};
+use bitnet_infer::model::{Arch, RopeStyle};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -14,10 +15,30 @@ pub struct Args {
     /// Ternary type of the linear layers: tq2_0, tq1_0 or i2_s.
     #[arg(long = "type", default_value = "tq2_0")]
     pub ty: String,
+    /// Type of the embedding (tied output head): q6_k (as llama.cpp and bitnet.cpp ship ternary
+    /// models), q8_0, f16, bf16 or f32.
+    #[arg(long, default_value = "q6_k")]
+    pub head_type: String,
+    /// Write the shape under llama.cpp's `bitnet` architecture (SiLU FFN, half-split RoPE) so
+    /// llama.cpp can run it too; the weights read per token are the same.
+    #[arg(long)]
+    pub llamacpp_arch: bool,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Output .gguf file.
     pub out: PathBuf,
+}
+
+/// A dense type for embeddings and heads, by its lower-case name.
+pub fn dense_type(name: &str) -> Result<GgmlType> {
+    Ok(match name {
+        "f32" => GgmlType::F32,
+        "f16" => GgmlType::F16,
+        "bf16" => GgmlType::BF16,
+        "q8_0" => GgmlType::Q8_0,
+        "q6_k" => GgmlType::Q6K,
+        other => bail!("head type {other:?}: expected q6_k, q8_0, f16, bf16 or f32"),
+    })
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -27,15 +48,22 @@ pub fn run(a: Args) -> Result<()> {
         "i2_s" => GgmlType::I2S,
         other => bail!("--type {other:?}: expected tq2_0, tq1_0 or i2_s"),
     };
-    let cfg = preset(&a.shape)?;
-    write_random_model(&a.out, &cfg, ty, a.seed)
+    let head = dense_type(&a.head_type)?;
+    let mut cfg = preset(&a.shape)?;
+    if a.llamacpp_arch {
+        cfg.arch = Arch::BitNet;
+        cfg.ffn_act = Arch::BitNet.ffn_act();
+        cfg.rope_style = RopeStyle::Half;
+    }
+    write_random_model(&a.out, &cfg, ty, head, a.seed)
         .with_context(|| format!("writing {}", a.out.display()))?;
     let size = std::fs::metadata(&a.out)?.len();
     println!(
-        "wrote {} ({} shape, {}, {:.1} MB)",
+        "wrote {} ({} shape, {}, {} head, {:.1} MB)",
         a.out.display(),
         a.shape,
         a.ty,
+        a.head_type,
         size as f64 / 1e6
     );
     Ok(())

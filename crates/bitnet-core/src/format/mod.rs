@@ -58,3 +58,16 @@ pub(crate) fn ternary_code(x: f32, id: f32) -> u8 {
 pub(crate) fn amax(x: &[f32]) -> f32 {
     x.iter().fold(0.0f32, |m, v| m.max(v.abs()))
 }
+
+/// The bytes of `x` (whole rows) in a dense weight type an embedding or output head can take:
+/// F32, F16, BF16, Q8_0 or Q6_K, with ggml's reference quantizers.
+pub fn encode_dense(ty: GgmlType, x: &[f32]) -> crate::Result<Vec<u8>> {
+    Ok(match ty {
+        GgmlType::F32 => bytemuck::cast_slice(x).to_vec(),
+        GgmlType::F16 => x.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
+        GgmlType::BF16 => x.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect(),
+        GgmlType::Q8_0 => bytemuck::cast_slice(&q8_0::quantize_row_q8_0(x)?).to_vec(),
+        GgmlType::Q6K => bytemuck::cast_slice(&q6_k::quantize_row_q6_k(x)?).to_vec(),
+        other => return Err(crate::CoreError::Unsupported(format!("writing {other:?} weights"))),
+    })
+}

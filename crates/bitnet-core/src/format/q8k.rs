@@ -26,7 +26,7 @@ pub struct BlockQ8K {
 const _: () = assert!(std::mem::size_of::<BlockQ8K>() == 292);
 
 impl BlockQ8K {
-    fn with_codes(d: f32, qs: [i8; QK_K]) -> Self {
+    pub(crate) fn with_codes(d: f32, qs: [i8; QK_K]) -> Self {
         let mut bsums = [0i16; QK_K / 16];
         for (s, g) in bsums.iter_mut().zip(qs.chunks_exact(16)) {
             *s = g.iter().map(|&v| v as i16).sum();

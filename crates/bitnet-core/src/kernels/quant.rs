@@ -199,6 +199,7 @@ struct QuantDots {
     q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
     q4_0: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
     q4_1: fn(&[BlockQ4_1], &[BlockQ8_1]) -> f32,
+    q6_k: fn(&[BlockQ6K], &[BlockQ8K]) -> f32,
     f16: fn(&[f16], &[f32]) -> f32,
     bf16: fn(&[bf16], &[f32]) -> f32,
 }
@@ -208,6 +209,7 @@ impl QuantDots {
         q8_0: vec_dot_q8_0_q8_0,
         q4_0: vec_dot_q4_0_q8_0,
         q4_1: vec_dot_q4_1_q8_1,
+        q6_k: vec_dot_q6_k_q8_k,
         f16: dot_f16_f32,
         bf16: dot_bf16_f32,
     };
@@ -227,6 +229,8 @@ impl QuantDots {
                     q4_0: |w, x| unsafe { k::vec_dot_q4_0_q8_0(w, x) },
                     // SAFETY: as above.
                     q4_1: |w, x| unsafe { k::vec_dot_q4_1_q8_1(w, x) },
+                    // SAFETY: as above.
+                    q6_k: |w, x| unsafe { k::vec_dot_q6_k_q8_k(w, x) },
                     // SAFETY: as above.
                     f16: |w, x| unsafe { k::dot_f16_f32(w, x) },
                     // SAFETY: as above.
@@ -250,7 +254,7 @@ fn dot_row(d: &QuantDots, m: &QuantMatrix<'_>, r: usize, a: &QuantActs, t: usize
         QuantView::Q8_0(w) => (d.q8_0)(row(w, r, b32), row(&a.q8_0, t, b32)),
         QuantView::Q4_0(w) => (d.q4_0)(row(w, r, b32), row(&a.q8_0, t, b32)),
         QuantView::Q4_1(w) => (d.q4_1)(row(w, r, b32), row(&a.q8_1, t, b32)),
-        QuantView::Q6K(w) => vec_dot_q6_k_q8_k(row(w, r, b256), row(&a.q8k, t, b256)),
+        QuantView::Q6K(w) => (d.q6_k)(row(w, r, b256), row(&a.q8k, t, b256)),
     }
 }
 
@@ -395,6 +399,47 @@ mod tests {
             a81.push(BlockQ8_1 { d: scale(seed), s, qs: xs });
         }
         (q8, q40, q41, a81)
+    }
+
+    /// Random Q6_K blocks (every byte random, so codes and scales cover their whole ranges) and
+    /// Q8_K activations; `unit` gives unit scales so every path must return the exact sum.
+    fn q6_k_blocks(n: usize, unit: bool, seed: &mut u64) -> (Vec<BlockQ6K>, Vec<BlockQ8K>) {
+        let mut w = vec![BlockQ6K { ql: [0; 128], qh: [0; 64], scales: [0; 16], d: f16::ONE }; n];
+        let mut x = Vec::with_capacity(n);
+        for b in w.iter_mut() {
+            b.ql.iter_mut().for_each(|v| *v = lcg(seed) as u8);
+            b.qh.iter_mut().for_each(|v| *v = lcg(seed) as u8);
+            b.scales.iter_mut().for_each(|v| *v = lcg(seed) as i8);
+            let mut qs = [0i8; QK_K];
+            qs.iter_mut().for_each(|q| *q = lcg(seed) as i8);
+            let (dw, dx) = match unit {
+                true => (1.0, 1.0),
+                false => ((lcg(seed) % 1000) as f32 / 997.0 - 0.3, (lcg(seed) % 100) as f32 / 1e4),
+            };
+            b.d = f16::from_f32(dw);
+            x.push(BlockQ8K::with_codes(dx, qs));
+        }
+        (w, x)
+    }
+
+    #[test]
+    fn simd_q6_k_dot_matches_the_scalar_reference() {
+        let mut seed = 3;
+        for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+            let d = QuantDots::for_isa(isa);
+            for n in [1, 2, 5, 10, 27] {
+                for unit in [true, false] {
+                    let (w, x) = q6_k_blocks(n, unit, &mut seed);
+                    let (got, want) = ((d.q6_k)(&w, &x), vec_dot_q6_k_q8_k(&w, &x));
+                    if unit {
+                        assert_eq!(got, want, "{isa:?} q6_k, {n} blocks");
+                    } else {
+                        let tol = 2e-6 * (1.0 + want.abs()) * (n as f32).sqrt();
+                        assert!((got - want).abs() <= tol, "{isa:?} q6_k: {got} vs {want}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

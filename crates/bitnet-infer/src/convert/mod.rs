@@ -24,7 +24,7 @@ use crate::gguf::{GgufWriter, TensorSpec, Value};
 use crate::load::{open_model, open_tokenizer};
 use crate::model::{Arch, Config, FfnAct, Linear, MatrixRef, Model, RopeStyle};
 use crate::tokenizer::Tokenizer;
-use bitnet_core::format::GgmlType;
+use bitnet_core::format::{encode_dense, GgmlType};
 use serde_json::json;
 use std::path::Path;
 
@@ -85,6 +85,8 @@ enum Item<'a> {
     Dense(&'a Linear),
     /// A ternary linear layer, with the row permutation to apply.
     Ternary(&'a Linear, Option<Vec<usize>>),
+    /// A linear layer of another type, copied as it is.
+    Linear(&'a Linear),
 }
 
 struct Entry<'a> {
@@ -105,17 +107,22 @@ fn entries(m: &Model, permute: Option<bool>) -> Vec<Entry<'_>> {
         let g = |s: &str| format!("blk.{i}.{s}.weight");
         let h = |s: &str| format!("model.layers.{i}.{s}");
         out.push(e(g("attn_norm"), h("input_layernorm"), Item::Norm(&l.attn_norm)));
-        out.push(e(g("attn_q"), h("self_attn.q_proj"), Item::Ternary(&l.wq, perm(l.wq.rows))));
-        out.push(e(g("attn_k"), h("self_attn.k_proj"), Item::Ternary(&l.wk, perm(l.wk.rows))));
-        out.push(e(g("attn_v"), h("self_attn.v_proj"), Item::Ternary(&l.wv, None)));
-        out.push(e(g("attn_output"), h("self_attn.o_proj"), Item::Ternary(&l.wo, None)));
+        // Linear layers of a LLaMA model (only its head is converted) are copied as they are.
+        let lin = |l, p: Option<Vec<usize>>| match Linear::is_ternary(l) {
+            true => Item::Ternary(l, p),
+            false => Item::Linear(l),
+        };
+        out.push(e(g("attn_q"), h("self_attn.q_proj"), lin(&l.wq, perm(l.wq.rows))));
+        out.push(e(g("attn_k"), h("self_attn.k_proj"), lin(&l.wk, perm(l.wk.rows))));
+        out.push(e(g("attn_v"), h("self_attn.v_proj"), lin(&l.wv, None)));
+        out.push(e(g("attn_output"), h("self_attn.o_proj"), lin(&l.wo, None)));
         if let Some(n) = &l.attn_sub_norm {
             out.push(e(g("attn_sub_norm"), h("self_attn.attn_sub_norm"), Item::Norm(n)));
         }
         out.push(e(g("ffn_norm"), h("post_attention_layernorm"), Item::Norm(&l.ffn_norm)));
-        out.push(e(g("ffn_gate"), h("mlp.gate_proj"), Item::Ternary(&l.w_gate, None)));
-        out.push(e(g("ffn_up"), h("mlp.up_proj"), Item::Ternary(&l.w_up, None)));
-        out.push(e(g("ffn_down"), h("mlp.down_proj"), Item::Ternary(&l.w_down, None)));
+        out.push(e(g("ffn_gate"), h("mlp.gate_proj"), lin(&l.w_gate, None)));
+        out.push(e(g("ffn_up"), h("mlp.up_proj"), lin(&l.w_up, None)));
+        out.push(e(g("ffn_down"), h("mlp.down_proj"), lin(&l.w_down, None)));
         if let Some(n) = &l.ffn_sub_norm {
             out.push(e(g("ffn_sub_norm"), h("mlp.ffn_sub_norm"), Item::Norm(n)));
         }
@@ -153,13 +160,46 @@ fn permutation(from: RopeStyle, to: RopeStyle) -> Option<bool> {
     (from != to).then_some(to == RopeStyle::Interleaved)
 }
 
-fn check_bitnet(c: &Config) -> Result<()> {
-    if c.arch == Arch::Llama {
+fn check_bitnet(c: &Config, target: Target, head: Option<GgmlType>) -> Result<()> {
+    let head_only = matches!(target, Target::Gguf(_)) && head.is_some();
+    if c.arch == Arch::Llama && !head_only {
         return Err(InferError::BadConfig(
-            "a LLaMA model has no ternary layers to pack; only BitNet models convert".into(),
+            "a LLaMA model has no ternary layers to pack; only BitNet models convert \
+             (a LLaMA GGUF can only have its embedding and head re-quantized, with a head type)"
+                .into(),
         ));
     }
     Ok(())
+}
+
+fn not_ternary(l: &Linear) -> InferError {
+    InferError::BadConfig(format!(
+        "{} ({:?}) is not ternary; hf-packed needs ternary layers",
+        l.name, l.ty
+    ))
+}
+
+/// The bytes of an embedding or head in `ty`: its own bytes when the type is unchanged, else its
+/// rows decoded to f32 and re-quantized with ggml's reference quantizers.
+fn dense_bytes(l: &Linear, ty: GgmlType) -> Result<Vec<u8>> {
+    if ty == l.ty {
+        return Ok(l.blob.bytes().to_vec());
+    }
+    let MatrixRef::Quant(q) = l.matrix()? else {
+        return Err(InferError::BadConfig(format!("{} is ternary", l.name)));
+    };
+    let ctx = || l.name.clone();
+    let rows_per = 256;
+    let mut chunk = vec![0f32; rows_per * l.cols];
+    let mut out = Vec::new();
+    for r0 in (0..l.rows).step_by(rows_per) {
+        let n = rows_per.min(l.rows - r0);
+        for (i, row) in chunk.chunks_exact_mut(l.cols).take(n).enumerate() {
+            q.row_f32(r0 + i, row).map_err(InferError::core(ctx()))?;
+        }
+        out.extend(encode_dense(ty, &chunk[..n * l.cols]).map_err(InferError::core(ctx()))?);
+    }
+    Ok(out)
 }
 
 /// Converts the model at `input` (a `.gguf` file or a Hugging Face directory) and writes
@@ -170,8 +210,20 @@ pub fn convert(
     target: Target,
     vocab: VocabSource<'_>,
 ) -> Result<Report> {
+    convert_with_head(input, output, target, vocab, None)
+}
+
+/// [`convert`], with the embedding and output head re-quantized to `head` (F32, F16, BF16, Q8_0
+/// or Q6_K) in GGUF output; `None` copies them in their own type.
+pub fn convert_with_head(
+    input: &Path,
+    output: &Path,
+    target: Target,
+    vocab: VocabSource<'_>,
+    head: Option<GgmlType>,
+) -> Result<Report> {
     let model = open_model(input)?;
-    check_bitnet(&model.config)?;
+    check_bitnet(&model.config, target, head)?;
     let tk = match vocab {
         VocabSource::Model => open_tokenizer(input, &model, None)?,
         VocabSource::File(p) => open_tokenizer(input, &model, Some(p))?,
@@ -182,7 +234,11 @@ pub fn convert(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
     match target {
-        Target::Gguf(ty) => to_gguf(&model, tk.as_ref(), vocab, ty, output, &name),
+        Target::Gguf(ty) => to_gguf(&model, tk.as_ref(), vocab, (ty, head), output, &name),
+        Target::HfPacked if head.is_some() => Err(InferError::BadConfig(
+            "hf-packed keeps the embedding and head in a float type; a head type applies to GGUF"
+                .into(),
+        )),
         Target::HfPacked => to_hf(&model, tk.as_ref(), output),
     }
 }
@@ -191,7 +247,7 @@ fn to_gguf(
     m: &Model,
     tk: Option<&Tokenizer>,
     vocab: VocabSource<'_>,
-    ty: GgmlType,
+    (ty, head): (GgmlType, Option<GgmlType>),
     out: &Path,
     name: &str,
 ) -> Result<Report> {
@@ -221,14 +277,18 @@ fn to_gguf(
     for e in &list {
         let spec = match &e.item {
             Item::Norm(v) => TensorSpec::new(e.gguf.clone(), &[v.len()], GgmlType::F32)?,
-            Item::Dense(l) => TensorSpec::new(e.gguf.clone(), &[l.cols, l.rows], l.ty)?,
+            Item::Dense(l) => {
+                TensorSpec::new(e.gguf.clone(), &[l.cols, l.rows], head.unwrap_or(l.ty))?
+            }
+            Item::Linear(l) => TensorSpec::new(e.gguf.clone(), &[l.cols, l.rows], l.ty)?,
             Item::Ternary(l, _) => TensorSpec::new(e.gguf.clone(), &[l.cols, l.rows], ty)?,
         };
         w.add_tensor(spec);
     }
     w.write(out, |i, spec| match &list[i].item {
         Item::Norm(v) => Ok(f32_bytes(v)),
-        Item::Dense(l) => Ok(l.blob.bytes()[..spec.size.min(l.blob.bytes().len())].to_vec()),
+        Item::Dense(l) => dense_bytes(l, spec.ty),
+        Item::Linear(l) => Ok(l.blob.bytes().to_vec()),
         Item::Ternary(l, perm) => ternary(l, perm)?.to_ggml(ty),
     })?;
     Ok(Report::new(&list, list.len(), permute, !vocab.is_empty()))
@@ -321,6 +381,7 @@ fn to_hf(m: &Model, tk: Option<&Tokenizer>, dir: &Path) -> Result<Report> {
                 let size = l.rows * l.cols * if dtype == "F32" { 4 } else { 2 };
                 specs.push(t(format!("{}.weight", e.hf), dtype, vec![l.rows, l.cols], size));
             }
+            Item::Linear(l) => return Err(not_ternary(l)),
             Item::Ternary(l, _) => {
                 if !l.rows.is_multiple_of(4) {
                     return Err(InferError::BadConfig(format!(
@@ -348,6 +409,7 @@ fn to_hf(m: &Model, tk: Option<&Tokenizer>, dir: &Path) -> Result<Report> {
         match &list[i].item {
             Item::Norm(v) => Ok(f32_bytes(v)),
             Item::Dense(l) => Ok(dense_tensor(l)?.1),
+            Item::Linear(l) => Err(not_ternary(l)),
             Item::Ternary(l, perm) => {
                 let (packed, scale) = ternary(l, perm)?.to_hf()?;
                 pending_scale = Some(scale);

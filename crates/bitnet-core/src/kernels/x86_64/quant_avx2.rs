@@ -5,7 +5,7 @@
 //! the f32 sums are added in a different order, so results agree to rounding, not bit for bit.
 
 use super::avx2::f16_to_f32 as f16;
-use crate::format::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1};
+use crate::format::{BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1};
 use std::arch::x86_64::*;
 
 #[inline]
@@ -129,3 +129,82 @@ wide_dot!(
     half::bf16,
     |h| _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
 );
+
+/// ggml `vec_dot_q6_K_q8_K`: per half block, the four 32-weight planes of 6-bit codes (0..64)
+/// are rebuilt from `ql` nibbles and `qh` bit pairs, multiplied with `vpmaddubsw`, weighted by
+/// their two group scales with `vpmaddwd`; the code offset 32 comes off once per block through the
+/// activations' 16-weight sums (`32 * sum_g scale_g * bsum_g`).
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) fn vec_dot_q6_k_q8_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m30 = _mm256_set1_epi8(0x30);
+    let mut acc = _mm256_setzero_ps();
+    for (w, x) in w.iter().zip(x) {
+        // SAFETY: 16 scale bytes; unaligned load.
+        let sc8 = unsafe { _mm_loadu_si128(w.scales.as_ptr() as *const __m128i) };
+        // SAFETY: 16 bsums (32 bytes); unaligned load.
+        let bs = unsafe { _mm256_loadu_si256(x.bsums.as_ptr() as *const __m256i) };
+        let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, _mm256_cvtepi8_epi16(sc8)));
+        let mut isum = _mm256_sub_epi32(_mm256_setzero_si256(), offset);
+        for n in 0..2 {
+            let ql = &w.ql[64 * n..64 * n + 64];
+            // SAFETY: ql has 64 bytes, qh 32 from 32n; unaligned loads.
+            let (l0, l1, qh) = unsafe {
+                (
+                    _mm256_loadu_si256(ql.as_ptr() as *const __m256i),
+                    _mm256_loadu_si256(ql.as_ptr().add(32) as *const __m256i),
+                    _mm256_loadu_si256(w.qh.as_ptr().add(32 * n) as *const __m256i),
+                )
+            };
+            let codes = [
+                _mm256_or_si256(
+                    _mm256_and_si256(l0, m4),
+                    _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m30),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(l1, m4),
+                    _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m30),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(l0), m4),
+                    _mm256_and_si256(qh, m30),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4),
+                    _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m30),
+                ),
+            ];
+            for (k, &c) in codes.iter().enumerate() {
+                let g = (8 * n + 2 * k) as i8;
+                // Group g for weights 0..16 of the plane (low lanes), g + 1 for 16..32.
+                let pick = _mm_setr_epi8(
+                    g,
+                    g,
+                    g,
+                    g,
+                    g,
+                    g,
+                    g,
+                    g,
+                    g + 1,
+                    g + 1,
+                    g + 1,
+                    g + 1,
+                    g + 1,
+                    g + 1,
+                    g + 1,
+                    g + 1,
+                );
+                let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
+                // SAFETY: activations 128n + 32k .. + 32 of 256.
+                let a = unsafe {
+                    _mm256_loadu_si256(x.qs.as_ptr().add(128 * n + 32 * k) as *const __m256i)
+                };
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(c, a), sc));
+            }
+        }
+        let d = _mm256_set1_ps(f16(w.d) * x.d);
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum)));
+    }
+    hsum(acc)
+}
