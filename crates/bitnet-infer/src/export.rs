@@ -190,7 +190,8 @@ pub fn write_random_model(
                 let n = 256.min(rows - r0) * cols;
                 chunk[..n].iter_mut().for_each(|v| *v = next());
                 out.extend(
-                    encode_dense(embed_ty, &chunk[..n]).map_err(InferError::core(&spec.name))?,
+                    encode_dense(embed_ty, &chunk[..n], *cols)
+                        .map_err(InferError::core(&spec.name))?,
                 );
             }
             Ok(out)

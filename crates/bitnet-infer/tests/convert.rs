@@ -135,3 +135,30 @@ fn models_without_ternary_layers_are_refused() {
     assert!(matches!(err, InferError::BadConfig(_)), "{err}");
     assert!(!out.exists());
 }
+
+/// A LLaMA GGUF converts when only its embedding/head changes: to F16 the logits match the Q8_0
+/// original closely (the head then takes f32 activations instead of Q8_0 ones); Q6_K is refused
+/// for SmolLM2's 576-wide rows (not whole 256-value blocks), and nothing is written.
+#[test]
+fn head_type_requantizes_a_llama_gguf() {
+    use bitnet_infer::convert::convert_with_head;
+    let dir = tempfile::tempdir().unwrap();
+    let t = Target::Gguf(GgmlType::TQ2_0);
+    let bad = dir.path().join("q6k.gguf");
+    let err =
+        convert_with_head(&common::smollm2(), &bad, t, VocabSource::Model, Some(GgmlType::Q6K))
+            .unwrap_err();
+    assert!(err.to_string().contains("not a multiple of 256"), "{err}");
+    assert!(!bad.exists());
+    let out = dir.path().join("f16.gguf");
+    convert_with_head(&common::smollm2(), &out, t, VocabSource::Model, Some(GgmlType::F16))
+        .unwrap();
+    let f = bitnet_infer::gguf::GgufFile::open(&out).unwrap();
+    assert_eq!(f.header.tensor("token_embd.weight").unwrap().ty, GgmlType::F16);
+    assert_eq!(f.header.tensor("blk.0.attn_q.weight").unwrap().ty, GgmlType::Q4_1);
+    let prompt = [1u32, 504, 3458, 282, 4849, 314];
+    let (a, ga) = common::run_model(&common::smollm2(), &prompt, 8);
+    let (b, gb) = common::run_model(&out, &prompt, 8);
+    assert_eq!(ga, gb, "greedy tokens");
+    assert!(common::max_diff(&a, &b) < 0.5, "max logit difference {}", common::max_diff(&a, &b));
+}

@@ -59,9 +59,17 @@ pub(crate) fn amax(x: &[f32]) -> f32 {
     x.iter().fold(0.0f32, |m, v| m.max(v.abs()))
 }
 
-/// The bytes of `x` (whole rows) in a dense weight type an embedding or output head can take:
-/// F32, F16, BF16, Q8_0 or Q6_K, with ggml's reference quantizers.
-pub fn encode_dense(ty: GgmlType, x: &[f32]) -> crate::Result<Vec<u8>> {
+/// The bytes of `x` (rows of `cols` values) in a dense weight type an embedding or output head
+/// can take: F32, F16, BF16, Q8_0 or Q6_K, with ggml's reference quantizers. A row must hold
+/// whole blocks of the type (Q6_K: 256 values; Q8_0: 32).
+pub fn encode_dense(ty: GgmlType, x: &[f32], cols: usize) -> crate::Result<Vec<u8>> {
+    let block = match ty {
+        GgmlType::Q8_0 => 32,
+        GgmlType::Q6K => QK_K,
+        _ => 1,
+    };
+    check_multiple("encode_dense row", cols, block)?;
+    check_multiple("encode_dense values", x.len(), cols.max(1))?;
     Ok(match ty {
         GgmlType::F32 => bytemuck::cast_slice(x).to_vec(),
         GgmlType::F16 => x.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),

@@ -197,7 +197,9 @@ fn dense_bytes(l: &Linear, ty: GgmlType) -> Result<Vec<u8>> {
         for (i, row) in chunk.chunks_exact_mut(l.cols).take(n).enumerate() {
             q.row_f32(r0 + i, row).map_err(InferError::core(ctx()))?;
         }
-        out.extend(encode_dense(ty, &chunk[..n * l.cols]).map_err(InferError::core(ctx()))?);
+        out.extend(
+            encode_dense(ty, &chunk[..n * l.cols], l.cols).map_err(InferError::core(ctx()))?,
+        );
     }
     Ok(out)
 }
