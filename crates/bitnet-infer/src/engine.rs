@@ -9,7 +9,6 @@ use crate::error::{InferError, Result};
 use crate::model::{Config, FfnAct, Linear, MatrixRef, Model, RopeStyle};
 use bitnet_core::format::q8k::quantize_row_q8k_per_token;
 use bitnet_core::format::BlockQ8K;
-use bitnet_core::kernels::quant::dot_f32;
 use bitnet_core::kernels::{Kernels, Matmul, QuantActs};
 
 /// Tokens processed together in one prefill step.
@@ -335,7 +334,7 @@ impl Engine {
                     let mut max = f32::NEG_INFINITY;
                     for (p, sc) in scores[..len].iter_mut().enumerate() {
                         let kr = &kc[p * kvd + kvh * d..p * kvd + kvh * d + d];
-                        *sc = dot_f32(qh, kr) * scale;
+                        *sc = qh.iter().zip(kr).map(|(a, b)| a * b).sum::<f32>() * scale;
                         max = max.max(*sc);
                     }
                     let mut sum = 0.0f32;
