@@ -58,8 +58,7 @@ fn simd_dots_equal_scalar_at_awkward_lengths() {
         let w = ternary_values(&mut rng, n, 0.031);
         let wq2 = tq2_0::quantize_row_tq2_0(&w).unwrap();
         let wq1 = tq1_0::quantize_row_tq1_0(&w).unwrap();
-        let codes: Vec<u8> = w.iter().map(|&v| (v.signum() as i32 + 1) as u8).collect();
-        let wi2 = pack_i2_s(&codes, 0.031);
+        let wi2 = pack_i2_s(&codes_of(&w), 0.031);
         let wi2 = I2sTensor::parse(&wi2, n).unwrap();
         let m = TernaryMatrix::new(TernaryView::Tq2_0(&wq2), 1, n).unwrap();
         let t2p = T2pMatrix::repack(&m).unwrap();
@@ -105,8 +104,7 @@ fn dots_with_unit_scales_are_exact_integer_sums() {
         let w = ternary_values(&mut rng, n, 1.0);
         let wq2 = tq2_0::quantize_row_tq2_0(&w).unwrap();
         let wq1 = tq1_0::quantize_row_tq1_0(&w).unwrap();
-        let codes: Vec<u8> = w.iter().map(|&v| (v as i32 + 1) as u8).collect();
-        let wi2 = pack_i2_s(&codes, 1.0);
+        let wi2 = pack_i2_s(&codes_of(&w), 1.0);
         for ab in [activations(&mut rng, n, true), extreme_activations(nb)] {
             let mut ab = ab;
             ab.iter_mut().for_each(|b| b.d = 1.0);

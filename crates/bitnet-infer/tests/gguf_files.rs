@@ -23,6 +23,14 @@ fn logits(path: &Path, prompt: &[u32]) -> Vec<f32> {
     engine.forward(&mut st, prompt, Logits::All).unwrap().to_vec()
 }
 
+fn max_abs(v: &[f32]) -> f32 {
+    v.iter().fold(0.0f32, |m, x| m.max(x.abs()))
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max)
+}
+
 /// Quantized heads (and embeddings) stay close to the f16 one: the same argmax at every position
 /// and logits within a few percent of the largest.
 #[test]
@@ -30,7 +38,7 @@ fn quantized_heads_track_the_f16_head() {
     let dir = tempfile::tempdir().unwrap();
     let prompt = [5u32, 100, 7, 300, 42];
     let base = logits(&random_tiny(dir.path(), GgmlType::TQ2_0), &prompt);
-    let max = base.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let max = max_abs(&base);
     let argmax = |v: &[f32]| -> Vec<usize> {
         v.chunks(512)
             .map(|r| (0..r.len()).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap())
@@ -41,7 +49,7 @@ fn quantized_heads_track_the_f16_head() {
         let f = GgufFile::open(&path).unwrap();
         assert_eq!(f.header.tensor("token_embd.weight").unwrap().ty, head);
         let got = logits(&path, &prompt);
-        let worst = got.iter().zip(&base).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let worst = max_diff(&got, &base);
         assert!(worst <= tol * max, "{head:?} head: logits off by {worst} (max {max})");
         assert_eq!(argmax(&got), argmax(&base), "{head:?} head changes the greedy tokens");
     }
@@ -58,18 +66,15 @@ fn random_models_read_back_and_agree_across_ternary_types() {
         assert_eq!(f.header.get_str("general.architecture").unwrap(), "bitnet-b1.58");
         assert_eq!(f.header.tensor("blk.1.ffn_down.weight").unwrap().ty, ty);
         assert_eq!(f.header.tensor("blk.1.ffn_down.weight").unwrap().dims, vec![512, 256]);
-        let engine = Engine::new(Model::load_gguf(&path).unwrap(), 1).unwrap();
-        let mut st = engine.new_state(16).unwrap();
-        outs.push(engine.forward(&mut st, &prompt, Logits::All).unwrap().to_vec());
+        outs.push(logits(&path, &prompt));
     }
     // The same ternary codes and the same f16 block scales: TQ2_0 and TQ1_0 agree up to the f32
     // order of the sums (TQ2_0 rows run as whole-row integer tiles, TQ1_0 block by block).
-    let max = outs[0].iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let worst = outs[1].iter().zip(&outs[0]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let max = max_abs(&outs[0]);
+    let worst = max_diff(&outs[1], &outs[0]);
     assert!(worst <= 1e-5 * max, "TQ2_0 and TQ1_0 disagree by {worst} (max |logit| {max})");
     // I2_S keeps the scale as f32, so it differs by the f16 rounding of the scale.
-    let max = outs[0].iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let worst = outs[2].iter().zip(&outs[0]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let worst = max_diff(&outs[2], &outs[0]);
     assert!(worst <= 2e-3 * max, "I2_S and TQ2_0 disagree by {worst} (max |logit| {max})");
     assert!(outs[0].iter().all(|v| v.is_finite()));
 }

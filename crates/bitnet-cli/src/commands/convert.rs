@@ -33,7 +33,7 @@ pub fn run(a: Args) -> Result<()> {
         (Some(p), _) => VocabSource::File(p),
         (None, false) => VocabSource::Model,
     };
-    let head = a.head_type.as_deref().map(super::random_model::dense_type).transpose()?;
+    let head = a.head_type.as_deref().map(super::dense_type).transpose()?;
     let r = convert_with_head(&a.input, &a.output, a.target, vocab, head)
         .with_context(|| format!("converting {} to {}", a.input.display(), a.output.display()))?;
     println!(

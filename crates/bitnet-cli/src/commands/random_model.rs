@@ -29,18 +29,6 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-/// A dense type for embeddings and heads, by its lower-case name.
-pub fn dense_type(name: &str) -> Result<GgmlType> {
-    Ok(match name {
-        "f32" => GgmlType::F32,
-        "f16" => GgmlType::F16,
-        "bf16" => GgmlType::BF16,
-        "q8_0" => GgmlType::Q8_0,
-        "q6_k" => GgmlType::Q6K,
-        other => bail!("head type {other:?}: expected q6_k, q8_0, f16, bf16 or f32"),
-    })
-}
-
 pub fn run(a: Args) -> Result<()> {
     let ty = match a.ty.as_str() {
         "tq2_0" => GgmlType::TQ2_0,
@@ -48,7 +36,7 @@ pub fn run(a: Args) -> Result<()> {
         "i2_s" => GgmlType::I2S,
         other => bail!("--type {other:?}: expected tq2_0, tq1_0 or i2_s"),
     };
-    let head = dense_type(&a.head_type)?;
+    let head = super::dense_type(&a.head_type)?;
     let mut cfg = preset(&a.shape)?;
     if a.llamacpp_arch {
         cfg.arch = Arch::BitNet;

@@ -73,10 +73,10 @@ impl Matmul {
             check_len("gemm output", n_tokens * m.rows(), y.len())?;
         }
         let k = self.kernels;
-        let acts = TokenSums::new(x, nb, n_tokens);
-        let tiled = acts.is_some() && ms.iter().all(|m| layout_of(m).is_some());
-        if let (true, Some(acts)) = (tiled, &acts) {
-            return self.gemm_tiles(ms, x, nb, acts, ys);
+        if ms.iter().all(|m| layout_of(m).is_some()) {
+            if let Some(acts) = token_sums(x, nb, n_tokens) {
+                return self.gemm_tiles(ms, x, nb, &acts, ys);
+            }
         }
         for (m, y) in ms.iter().zip(ys.iter_mut()) {
             self.run_tiled(m.rows(), n_tokens, y, |r, t| {
@@ -94,7 +94,7 @@ impl Matmul {
         ms: &[TernaryMatrix<'_>],
         x: &[BlockQ8K],
         nb: usize,
-        acts: &TokenSums,
+        acts: &[(f32, i32)],
         ys: &mut [&mut [f32]],
     ) -> Result<()> {
         let n_tokens = acts.len();
@@ -123,7 +123,7 @@ impl Matmul {
                             for j in 0..nt {
                                 let t = tok + j;
                                 let v = if mixed & (1 << i) == 0 {
-                                    let (d, s) = acts.get(t);
+                                    let (d, s) = acts[t];
                                     scale(i) * d * (isum[i * nt + j] - s) as f32
                                 } else {
                                     k.dot_row(m, r, &x[t * nb..(t + 1) * nb])
@@ -210,43 +210,13 @@ fn tile_codes<'a>(
     (codes, layout, scale)
 }
 
-/// Per token: the shared activation scale and the sum of its int8 activations.
-enum TokenSums {
-    Inline([(f32, i32); 16], usize),
-    Heap(Vec<(f32, i32)>),
-}
-
-impl TokenSums {
-    /// `None` unless every token's blocks share one scale (per-token quantization).
-    fn new(x: &[BlockQ8K], nb: usize, n_tokens: usize) -> Option<Self> {
-        let one = |t: usize| {
+/// Per token, the shared activation scale and the sum of its int8 activations; `None` unless
+/// every token's blocks share one scale (per-token quantization).
+fn token_sums(x: &[BlockQ8K], nb: usize, n_tokens: usize) -> Option<Vec<(f32, i32)>> {
+    (0..n_tokens)
+        .map(|t| {
             let a = &x[t * nb..(t + 1) * nb];
             uniform_act_sum(a).map(|s| (a[0].d, s))
-        };
-        if n_tokens <= 16 {
-            let mut v = [(0f32, 0i32); 16];
-            for (t, slot) in v.iter_mut().enumerate().take(n_tokens) {
-                *slot = one(t)?;
-            }
-            Some(TokenSums::Inline(v, n_tokens))
-        } else {
-            (0..n_tokens).map(one).collect::<Option<Vec<_>>>().map(TokenSums::Heap)
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            TokenSums::Inline(_, n) => *n,
-            TokenSums::Heap(v) => v.len(),
-        }
-    }
-
-    #[inline]
-    fn get(&self, t: usize) -> (f32, i32) {
-        let t = t.min(self.len() - 1);
-        match self {
-            TokenSums::Inline(v, _) => v[t],
-            TokenSums::Heap(v) => v[t],
-        }
-    }
+        })
+        .collect()
 }

@@ -57,8 +57,8 @@ impl CodeLayout {
 }
 
 /// `out[r * n_tok + t] = sum_c code[r, c] * a[t, c]` for `rows` consecutive rows of `nb` blocks
-/// (`w` holds `rows * nb` blocks of `layout.stride()` bytes) and `n_tok` tokens (1..=4) of `nb` activation blocks each; `rows` is at most
-/// [`MAX_TILE_ROWS`].
+/// (`w` holds `rows * nb` blocks of `layout.stride()` bytes) and `n_tok` tokens (1..=4) of `nb`
+/// activation blocks each; `rows` is at most [`MAX_TILE_ROWS`].
 ///
 /// Returns a mask with bit `r` set when row `r`'s `TQ2_0` blocks do not all share the scale of its
 /// first block: such a row's sums cannot be scaled once, and the caller recomputes it per block.
@@ -77,7 +77,8 @@ pub const MAX_TILE_ROWS: usize = 64;
 /// The scale bits of `TQ2_0` block `b` (bytes 64..66 of its 66).
 #[inline]
 pub(crate) fn tq2_scale_bits(w: &[u8], b: usize) -> u16 {
-    u16::from_le_bytes([w[b * 66 + 64], w[b * 66 + 65]])
+    let at = b * CodeLayout::Tq2_0.stride() + 64;
+    u16::from_le_bytes([w[at], w[at + 1]])
 }
 
 /// Checks the lengths a [`CodesTile`] relies on and returns the blocks per row.
@@ -95,11 +96,7 @@ pub(crate) fn tile_blocks(
     assert!(out.len() >= rows * n_tok, "output of {rows} x {n_tok}");
     let nb = a.len() / n_tok;
     assert_eq!(nb * n_tok, a.len(), "activations of whole tokens");
-    let need = match layout {
-        CodeLayout::Tq2_0 => rows * nb * 66,
-        CodeLayout::I2s => rows * nb * 64,
-    };
-    assert!(w.len() >= need, "codes of {rows} x {nb} blocks");
+    assert!(w.len() >= rows * nb * layout.stride(), "codes of {rows} x {nb} blocks");
     nb
 }
 
