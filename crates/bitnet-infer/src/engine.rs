@@ -28,8 +28,10 @@ pub enum Logits {
 pub struct State {
     ctx: usize,
     pos: usize,
-    /// (layer, position, kv_dim).
+    /// Keys transposed, (layer, kv head, head dim, position): a query's scores are then
+    /// contiguous multiply-adds across positions.
     k: Vec<f32>,
+    /// Values, (layer, position, kv_dim).
     v: Vec<f32>,
     s: Scratch,
 }
@@ -301,13 +303,18 @@ impl Engine {
         }
     }
 
-    /// Causal attention of `n` queries at positions `pos0..` over one layer's cache
-    /// (`kc`, `vc`: positions × kv_dim), into `o`.
+    /// Causal attention of `n` queries at positions `pos0..` over one layer's cache (`kt`: kv
+    /// head × head dim × `ctx` positions; `vc`: positions × kv_dim), into `o`.
+    ///
+    /// Every score is summed over the head dimension in order, as a plain dot product would, but
+    /// eight or more positions advance together: the vector lanes run across positions.
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         q: &[f32],
-        kc: &[f32],
+        kt: &[f32],
         vc: &[f32],
+        ctx: usize,
         pos0: usize,
         n: usize,
         o: &mut Vec<f32>,
@@ -325,25 +332,33 @@ impl Engine {
             .run(&|tid| {
                 let mut scores = vec![0.0f32; pos0 + n];
                 let mut acc = vec![0.0f32; d];
-                let (j0, j1) = (jobs * tid / n_threads, jobs * (tid + 1) / n_threads);
-                for j in j0..j1 {
+                // Interleaved jobs: later tokens attend to more positions, so contiguous ranges
+                // would leave the last thread with most of the work.
+                for j in (tid..jobs).step_by(n_threads) {
                     let (t, h) = (j / nh, j % nh);
                     let kvh = h / group;
                     let qh = &q[(t * nh + h) * d..(t * nh + h + 1) * d];
                     let len = pos0 + t + 1;
+                    let sc = &mut scores[..len];
+                    sc.iter_mut().for_each(|s| *s = 0.0);
+                    let head = &kt[kvh * d * ctx..(kvh + 1) * d * ctx];
+                    for (qi, kr) in qh.iter().zip(head.chunks_exact(ctx)) {
+                        for (s, &k) in sc.iter_mut().zip(&kr[..len]) {
+                            *s += qi * k;
+                        }
+                    }
                     let mut max = f32::NEG_INFINITY;
-                    for (p, sc) in scores[..len].iter_mut().enumerate() {
-                        let kr = &kc[p * kvd + kvh * d..p * kvd + kvh * d + d];
-                        *sc = qh.iter().zip(kr).map(|(a, b)| a * b).sum::<f32>() * scale;
-                        max = max.max(*sc);
+                    for s in sc.iter_mut() {
+                        *s *= scale;
+                        max = max.max(*s);
                     }
                     let mut sum = 0.0f32;
-                    for sc in scores[..len].iter_mut() {
-                        *sc = (*sc - max).exp();
-                        sum += *sc;
+                    for s in sc.iter_mut() {
+                        *s = (*s - max).exp();
+                        sum += *s;
                     }
                     acc.iter_mut().for_each(|a| *a = 0.0);
-                    for (p, &w) in scores[..len].iter().enumerate() {
+                    for (p, &w) in sc.iter().enumerate() {
                         let vr = &vc[p * kvd + kvh * d..p * kvd + kvh * d + d];
                         for (a, &v) in acc.iter_mut().zip(vr) {
                             *a += w * v;
@@ -387,10 +402,15 @@ impl Engine {
             self.rope(&mut s.q, c.n_heads, &s.rope);
             self.rope(&mut s.k, c.n_kv_heads, &s.rope);
             let layer = l * ctx * kvd..(l + 1) * ctx * kvd;
+            let kt = &mut k_cache[layer.clone()];
+            for (t, kr) in s.k.chunks_exact(kvd).enumerate() {
+                for (i, &v) in kr.iter().enumerate() {
+                    kt[i * ctx + pos0 + t] = v;
+                }
+            }
             let new = l * ctx * kvd + pos0 * kvd..l * ctx * kvd + (pos0 + n) * kvd;
-            k_cache[new.clone()].copy_from_slice(&s.k);
             v_cache[new].copy_from_slice(&s.v);
-            self.attention(&s.q, &k_cache[layer.clone()], &v_cache[layer], pos0, n, &mut s.o)?;
+            self.attention(&s.q, &k_cache[layer.clone()], &v_cache[layer], ctx, pos0, n, &mut s.o)?;
             if let Some(sn) = &lw.attn_sub_norm {
                 rms_norm(&mut s.o, sn, eps);
             }

@@ -1,7 +1,8 @@
 //! `bitnet bench-kernels`: GEMV throughput (GB/s of packed weight bytes) of every ternary format
 //! and kernel path on the microsoft/bitnet-b1.58-2B-4T projection shapes, beside a plain streaming
 //! read of the same number of bytes and an f32 GEMV of the same shape, all measured in one run on
-//! the same thread pool.
+//! the same thread pool. With `--tokens N` (N > 1) it measures the prefill GEMM instead and
+//! reports ternary multiply-accumulates per second.
 
 use anyhow::{bail, Context, Result};
 use bitnet_core::format::q8k::quantize_row_q8k_per_token;
@@ -33,6 +34,10 @@ pub struct Args {
     /// many MiB, so weights come from main memory as in a whole model; 0 keeps one hot copy.
     #[arg(long, default_value_t = 0)]
     cold_mib: usize,
+    /// Tokens per call: 1 measures GEMV (decode); more measures the prefill GEMM, reported in
+    /// GMAC/s (rows × cols × tokens multiply-accumulates per second).
+    #[arg(long, default_value_t = 1)]
+    tokens: usize,
     /// Print one JSON object per measurement instead of the table.
     #[arg(long)]
     json: bool,
@@ -91,6 +96,9 @@ pub fn run(args: Args) -> Result<()> {
         bail!("no kernel path to measure (this CPU has no SIMD path; pass --isa scalar)");
     }
     let min = Duration::from_millis(args.min_ms);
+    if args.tokens > 1 {
+        return run_gemm(&args, &shapes, &formats, &isas, min);
+    }
     if !args.json {
         println!("CPU: {} | best path: {}", cpu_model(), Isa::best().name());
         println!(
@@ -158,6 +166,73 @@ pub fn run(args: Args) -> Result<()> {
                             read_gbs,
                             100.0 * read_s / s,
                             f32_s / s
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--tokens N`: the prefill GEMM of every format and path against N single-token GEMVs of the
+/// same matrix, in the same run (the ratio is what tiling tokens together gains).
+fn run_gemm(
+    args: &Args,
+    shapes: &[(usize, usize)],
+    formats: &[TernaryFormat],
+    isas: &[Isa],
+    min: Duration,
+) -> Result<()> {
+    let n = args.tokens;
+    if !args.json {
+        println!("CPU: {} | best path: {} | {n} tokens", cpu_model(), Isa::best().name());
+        println!(
+            "{:>10} {:>6} {:>10} {:>3} {:>10} {:>8} {:>8}",
+            "shape", "format", "path", "thr", "us/call", "GMAC/s", "x gemv"
+        );
+    }
+    for &(rows, cols) in shapes {
+        let mut xq = Vec::with_capacity(n * cols / 256);
+        for t in 0..n {
+            let x: Vec<f32> =
+                (0..cols).map(|i| (((i + 31 * t) * 7919 % 1000) as f32 - 500.0) / 250.0).collect();
+            xq.extend(quantize_row_q8k_per_token(&x)?);
+        }
+        let nb = cols / 256;
+        let mut y = vec![0f32; n * rows];
+        for &threads in &args.threads {
+            for &format in formats {
+                let w = OwnedTernary::random(format, rows, cols, 42)?;
+                let m = w.matrix()?;
+                for &isa in isas {
+                    let mm = Matmul::new(Kernels::new(isa)?, threads)?;
+                    let gemm_s = median_secs(min, || Ok(mm.gemm(&m, &xq, n, &mut y)?))?;
+                    let gemv_s = median_secs(min, || {
+                        for (t, yt) in y.chunks_exact_mut(rows).enumerate() {
+                            mm.gemv(&m, &xq[t * nb..(t + 1) * nb], yt)?;
+                        }
+                        Ok(())
+                    })?;
+                    let gmacs = (rows * cols * n) as f64 / gemm_s / 1e9;
+                    if args.json {
+                        println!(
+                            "{{\"rows\":{rows},\"cols\":{cols},\"tokens\":{n},\"format\":\"{}\",\
+                             \"isa\":\"{}\",\"threads\":{threads},\"secs\":{gemm_s:e},\
+                             \"gmac_per_s\":{gmacs:.3},\"gemv_secs\":{gemv_s:e}}}",
+                            format.name(),
+                            isa.name()
+                        );
+                    } else {
+                        println!(
+                            "{:>10} {:>6} {:>10} {:>3} {:>10.1} {:>8.1} {:>8.2}",
+                            format!("{rows}x{cols}"),
+                            format.name(),
+                            isa.name(),
+                            threads,
+                            gemm_s * 1e6,
+                            gmacs,
+                            gemv_s / gemm_s
                         );
                     }
                 }
