@@ -44,7 +44,7 @@ fn activations(rng: &mut StdRng, n: usize, per_token: bool) -> Vec<BlockQ8K> {
 /// The extremes the integer cores must not overflow on: every activation -128 (which neither
 /// quantizer produces, but a kernel must still accept).
 fn extreme_activations(nb: usize) -> Vec<BlockQ8K> {
-    let b = BlockQ8K { d: 1.0, qs: [-128; QK_K], bsums: [-128 * 16; QK_K / 16] };
+    let b = BlockQ8K::with_codes(1.0, [-128; QK_K]);
     vec![b; nb]
 }
 
@@ -296,7 +296,7 @@ fn codes_tiles_equal_the_reference_exactly() {
 #[test]
 fn tiled_gemm_group_equals_reference_dots() {
     let mut rng = StdRng::seed_from_u64(9);
-    let (cols, n_tokens) = (3 * QK_K, 7);
+    let (cols, n_tokens) = (3 * QK_K, 19);
     let nb = cols / QK_K;
     let w1 = ternary_values(&mut rng, 29 * cols, 0.02);
     let tq2 = tq2_0::quantize_row_tq2_0(&w1).unwrap();

@@ -1,10 +1,14 @@
-//! The int8 activation block the kernels consume: ggml's `block_q8_K` (type id 15), 292 bytes.
+//! The int8 activation block the kernels consume: the fields of ggml's `block_q8_K` (type id 15),
+//! laid out for SIMD loads. It lives only in memory (ggml's 292-byte file layout puts `d` first),
+//! so the codes come first and the block is padded to 320 bytes: every 32-byte load of `qs` is
+//! aligned and never splits a cache line.
 //!
 //! ```text
-//! offset   0..4    d          f32 scale: x = q * d
-//! offset   4..260  qs[256]    int8 values
-//! offset 260..292  bsums[16]  i16 sum of each group of 16 values (kernels subtract
+//! offset   0..256  qs[256]    int8 values
+//! offset 256..288  bsums[16]  i16 sum of each group of 16 values (kernels subtract
 //!                             sum(a) * 1 when they multiply unsigned codes w + 1)
+//! offset 288..292  d          f32 scale: x = q * d
+//! offset 292..320  padding
 //! ```
 //!
 //! Two quantizers fill it: ggml's per-block [`quantize_row_q8k`] and BitNet's per-token
@@ -15,23 +19,25 @@ use crate::quant::{act_i8_scale, round_half_away};
 use crate::Result;
 
 /// One block of 256 int8 activations.
-#[repr(C)]
+#[repr(C, align(32))]
 #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct BlockQ8K {
-    pub d: f32,
     pub qs: [i8; QK_K],
     pub bsums: [i16; QK_K / 16],
+    pub d: f32,
+    _pad: [u8; 28],
 }
 
-const _: () = assert!(std::mem::size_of::<BlockQ8K>() == 292);
+const _: () = assert!(std::mem::size_of::<BlockQ8K>() == 320);
 
 impl BlockQ8K {
-    pub(crate) fn with_codes(d: f32, qs: [i8; QK_K]) -> Self {
+    /// A block of codes `qs` with scale `d`; the group sums are computed here.
+    pub fn with_codes(d: f32, qs: [i8; QK_K]) -> Self {
         let mut bsums = [0i16; QK_K / 16];
         for (s, g) in bsums.iter_mut().zip(qs.chunks_exact(16)) {
             *s = g.iter().map(|&v| v as i16).sum();
         }
-        Self { d, qs, bsums }
+        Self { qs, bsums, d, _pad: [0; 28] }
     }
 
     /// The sum of all 256 values.

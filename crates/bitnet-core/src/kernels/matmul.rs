@@ -102,6 +102,7 @@ impl Matmul {
         let total: usize = ms.iter().map(|m| m.rows()).sum();
         let n_threads = self.pool.n_threads();
         let k = self.kernels;
+        let tt = tile_tokens(nb);
         self.pool.run(&|tid| {
             let (g0, g1) = thread_range(total, n_threads, tid);
             let mut base = 0;
@@ -112,26 +113,32 @@ impl Matmul {
                 let mut t0 = r0;
                 while t0 < r1 {
                     let t1 = (t0 + GEMM_ROW_TILE).min(r1);
+                    let nr = t1 - t0;
                     let (codes, layout, scale) = tile_codes(m, t0, t1);
-                    for tok in (0..n_tokens).step_by(MAX_TILE_TOKENS) {
-                        let nt = MAX_TILE_TOKENS.min(n_tokens - tok);
+                    let mut scales = [0f32; GEMM_ROW_TILE];
+                    scales[..nr].iter_mut().enumerate().for_each(|(i, s)| *s = scale(i));
+                    for tok in (0..n_tokens).step_by(tt) {
+                        let nt = tt.min(n_tokens - tok);
                         let xa = &x[tok * nb..(tok + nt) * nb];
                         let mut isum = [0i32; GEMM_ROW_TILE * MAX_TILE_TOKENS];
-                        let mixed = (k.codes_tile)(codes, layout, t1 - t0, xa, nt, &mut isum);
-                        for r in t0..t1 {
-                            let i = r - t0;
-                            for j in 0..nt {
-                                let t = tok + j;
-                                let v = if mixed & (1 << i) == 0 {
-                                    let (d, s) = acts[t];
-                                    scale(i) * d * (isum[i * nt + j] - s) as f32
-                                } else {
-                                    k.dot_row(m, r, &x[t * nb..(t + 1) * nb])
-                                };
-                                // SAFETY: `t * rows + r < n_tokens * rows`, the length of this
-                                // output (checked by the caller); row `r` of this matrix belongs
-                                // to this thread only.
-                                unsafe { *out.get().add(t * rows + r) = v };
+                        let mixed = (k.codes_tile)(codes, layout, nr, xa, nt, &mut isum);
+                        for j in 0..nt {
+                            let t = tok + j;
+                            let (d, s) = acts[t];
+                            // SAFETY: `t * rows + t0 .. + nr` lies inside this output
+                            // (`n_tokens * rows` values, checked by the caller), and rows
+                            // `t0..t1` of this matrix belong to this thread only.
+                            let y = unsafe {
+                                std::slice::from_raw_parts_mut(out.get().add(t * rows + t0), nr)
+                            };
+                            for (i, v) in y.iter_mut().enumerate() {
+                                *v = scales[i] * d * (isum[i * nt + j] - s) as f32;
+                            }
+                            let mut bad = mixed;
+                            while bad != 0 {
+                                let i = bad.trailing_zeros() as usize;
+                                bad &= bad - 1;
+                                y[i] = k.dot_row(m, t0 + i, &x[t * nb..(t + 1) * nb]);
                             }
                         }
                     }
@@ -174,6 +181,16 @@ impl Matmul {
             }
         })
     }
+}
+
+/// Bytes of activations one tile call should keep in L1 while it walks a row.
+const TILE_ACT_BYTES: usize = 24 << 10;
+
+/// Tokens per tile call for rows of `nb` blocks: as many as keep their activation blocks within
+/// [`TILE_ACT_BYTES`] (more tokens share each decoded chunk of codes, but activations spilling
+/// out of L1 cost more than that saves).
+fn tile_tokens(nb: usize) -> usize {
+    (TILE_ACT_BYTES / (nb.max(1) * std::mem::size_of::<BlockQ8K>())).clamp(1, MAX_TILE_TOKENS)
 }
 
 /// The tile layout of a matrix's codes, when it has one.

@@ -20,7 +20,7 @@
 use crate::format::{BlockQ8K, QK_K};
 
 /// Tokens one tile call covers.
-pub const MAX_TILE_TOKENS: usize = 4;
+pub const MAX_TILE_TOKENS: usize = 8;
 
 /// The byte layout of one row's 2-bit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl CodeLayout {
 }
 
 /// `out[r * n_tok + t] = sum_c code[r, c] * a[t, c]` for `rows` consecutive rows of `nb` blocks
-/// (`w` holds `rows * nb` blocks of `layout.stride()` bytes) and `n_tok` tokens (1..=4) of `nb`
+/// (`w` holds `rows * nb` blocks of `layout.stride()` bytes) and `n_tok` tokens (1..=[`MAX_TILE_TOKENS`]) of `nb`
 /// activation blocks each; `rows` is at most [`MAX_TILE_ROWS`].
 ///
 /// Returns a mask with bit `r` set when row `r`'s `TQ2_0` blocks do not all share the scale of its

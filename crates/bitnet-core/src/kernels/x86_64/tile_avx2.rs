@@ -30,16 +30,17 @@ pub unsafe fn codes_tile(
     let nb = tile_blocks(w, layout, rows, a, n_tok, out);
     // SAFETY: `tile_blocks` checked the lengths `tile` reads, in every arm.
     unsafe {
-        match (layout, n_tok) {
-            (CodeLayout::Tq2_0, 1) => tile::<1, false>(w, 66, rows, nb, a, out),
-            (CodeLayout::Tq2_0, 2) => tile::<2, false>(w, 66, rows, nb, a, out),
-            (CodeLayout::Tq2_0, 3) => tile::<3, false>(w, 66, rows, nb, a, out),
-            (CodeLayout::Tq2_0, _) => tile::<4, false>(w, 66, rows, nb, a, out),
-            (CodeLayout::I2s, 1) => tile::<1, true>(w, 64, rows, nb, a, out),
-            (CodeLayout::I2s, 2) => tile::<2, true>(w, 64, rows, nb, a, out),
-            (CodeLayout::I2s, 3) => tile::<3, true>(w, 64, rows, nb, a, out),
-            (CodeLayout::I2s, _) => tile::<4, true>(w, 64, rows, nb, a, out),
+        let (stride, i2s) = (layout.stride(), layout == CodeLayout::I2s);
+        macro_rules! by_tokens {
+            ($($t:literal)*) => {
+                match (i2s, n_tok) {
+                    $((false, $t) => tile::<$t, false>(w, stride, rows, nb, a, out),
+                      (true, $t) => tile::<$t, true>(w, stride, rows, nb, a, out),)*
+                    _ => unreachable!("tile_blocks checked 1..=MAX_TILE_TOKENS"),
+                }
+            };
         }
+        by_tokens!(1 2 3 4 5 6 7 8)
     }
 }
 
