@@ -7,9 +7,10 @@
 
 use crate::error::{InferError, Result};
 use crate::model::{Config, FfnAct, Linear, MatrixRef, Model, RopeStyle};
-use bitnet_core::format::q8k::quantize_row_q8k_per_token;
-use bitnet_core::format::BlockQ8K;
-use bitnet_core::kernels::{Kernels, Matmul, QuantActs};
+use bitnet_core::format::q8k::quantize_row_q8k_per_token_into;
+use bitnet_core::format::{BlockQ8K, QK_K};
+use bitnet_core::kernels::{Kernels, Matmul, QuantActs, ThreadPool};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Tokens processed together in one prefill step.
 pub const MAX_BATCH: usize = 256;
@@ -105,32 +106,66 @@ impl SendPtr {
     }
 }
 
-/// RMSNorm of every `w.len()`-wide row of `x`, in place (the sum of squares in f64).
-fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
-    let n = w.len();
-    for xr in x.chunks_exact_mut(n) {
-        let ss: f64 = xr.iter().map(|&v| v as f64 * v as f64).sum();
-        let scale = 1.0 / ((ss / n as f64) as f32 + eps).sqrt();
-        for (xv, &wv) in xr.iter_mut().zip(w) {
-            *xv = *xv * scale * wv;
-        }
+/// RMSNorm of one row, in place (the sum of squares in f64).
+fn rms_norm_row(x: &mut [f32], w: &[f32], eps: f32) {
+    let ss: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+    let scale = 1.0 / ((ss / w.len() as f64) as f32 + eps).sqrt();
+    for (xv, &wv) in x.iter_mut().zip(w) {
+        *xv = *xv * scale * wv;
     }
 }
 
-/// Per-token absmax int8 activations of every `cols`-wide row of `x`, into `out`.
-fn quantize_tokens(x: &[f32], cols: usize, out: &mut Vec<BlockQ8K>) -> bitnet_core::Result<()> {
+/// RMSNorm of every `w.len()`-wide row of `x`, in place, rows spread over the pool.
+fn rms_norm(pool: &ThreadPool, x: &mut [f32], w: &[f32], eps: f32) -> Result<()> {
+    pool.for_each_chunk_mut(x, w.len(), &|_, xr| rms_norm_row(xr, w, eps))
+        .map_err(InferError::core("rms_norm"))
+}
+
+/// `out = rms_norm(x)`, reusing `out`'s allocation.
+fn rms_norm_into(
+    pool: &ThreadPool,
+    x: &[f32],
+    w: &[f32],
+    eps: f32,
+    out: &mut Vec<f32>,
+) -> Result<()> {
     out.clear();
-    for row in x.chunks_exact(cols) {
-        out.extend(quantize_row_q8k_per_token(row)?);
+    out.extend_from_slice(x);
+    rms_norm(pool, out, w, eps)
+}
+
+/// Per-token absmax int8 activations of every `cols`-wide row of `x`, into `out`; tokens spread
+/// over the pool.
+fn quantize_tokens(
+    pool: &ThreadPool,
+    x: &[f32],
+    cols: usize,
+    out: &mut Vec<BlockQ8K>,
+) -> bitnet_core::Result<()> {
+    let nb = cols / QK_K;
+    if nb == 0 || !cols.is_multiple_of(QK_K) || !x.len().is_multiple_of(cols) {
+        // The per-row quantizer names the problem.
+        return quantize_row_q8k_per_token_into(x, &mut []);
+    }
+    out.resize(x.len() / cols * nb, BlockQ8K::with_codes(0.0, [0; QK_K]));
+    let failed = AtomicBool::new(false);
+    pool.for_each_chunk_mut(out, nb, &|t, blocks| {
+        if quantize_row_q8k_per_token_into(&x[t * cols..(t + 1) * cols], blocks).is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+    })?;
+    if failed.into_inner() {
+        return Err(bitnet_core::CoreError::ThreadPool("activation quantization failed".into()));
     }
     Ok(())
 }
 
-/// `out = rms_norm(x)`, reusing `out`'s allocation.
-fn rms_norm_into(x: &[f32], w: &[f32], eps: f32, out: &mut Vec<f32>) {
-    out.clear();
-    out.extend_from_slice(x);
-    rms_norm(out, w, eps);
+/// `x += y`, row by row (`h` wide) over the pool.
+fn add_rows(pool: &ThreadPool, x: &mut [f32], y: &[f32], h: usize) -> Result<()> {
+    pool.for_each_chunk_mut(x, h, &|t, xr| {
+        xr.iter_mut().zip(&y[t * h..(t + 1) * h]).for_each(|(x, a)| *x += a)
+    })
+    .map_err(InferError::core("residual add"))
 }
 
 impl Engine {
@@ -221,7 +256,8 @@ impl Engine {
         let ctx = || format!("{} ({} x {})", w.name, w.rows, w.cols);
         match w.matrix()? {
             MatrixRef::Ternary(m) => {
-                quantize_tokens(x, w.cols, &mut acts.i8).map_err(InferError::core(ctx()))?;
+                quantize_tokens(self.matmul.pool(), x, w.cols, &mut acts.i8)
+                    .map_err(InferError::core(ctx()))?;
                 self.matmul.gemm(&m, &acts.i8, n, y).map_err(InferError::core(ctx()))?;
             }
             MatrixRef::Quant(m) => {
@@ -262,7 +298,8 @@ impl Engine {
             let names: Vec<&str> = ws.iter().map(|w| w.name.as_str()).collect();
             names.join(", ")
         };
-        quantize_tokens(x, ws[0].cols, &mut acts.i8).map_err(InferError::core(ctx()))?;
+        quantize_tokens(self.matmul.pool(), x, ws[0].cols, &mut acts.i8)
+            .map_err(InferError::core(ctx()))?;
         let mut outs: Vec<&mut [f32]> = Vec::with_capacity(ws.len());
         for (w, y) in ws.iter().zip(ys.iter_mut()) {
             y.resize(n * w.rows, 0.0);
@@ -379,6 +416,7 @@ impl Engine {
     fn forward_batch(&self, st: &mut State, tokens: &[u32], want: Option<Logits>) -> Result<()> {
         let c = self.config();
         let w = &self.model.weights;
+        let pool = self.matmul.pool();
         let n = tokens.len();
         let (h, kvd, eps) = (c.hidden, c.kv_dim(), c.norm_eps);
         let State { ctx, pos, k: k_cache, v: v_cache, s } = st;
@@ -396,7 +434,7 @@ impl Engine {
         }
         self.rope_table(pos0, n, &mut s.rope);
         for (l, lw) in w.layers.iter().enumerate() {
-            rms_norm_into(&s.x, &lw.attn_norm, eps, &mut s.h);
+            rms_norm_into(pool, &s.x, &lw.attn_norm, eps, &mut s.h)?;
             let qkv = [&lw.wq, &lw.wk, &lw.wv];
             self.linear_group(&qkv, &s.h, n, &mut s.acts, &mut [&mut s.q, &mut s.k, &mut s.v])?;
             self.rope(&mut s.q, c.n_heads, &s.rope);
@@ -412,35 +450,40 @@ impl Engine {
             v_cache[new].copy_from_slice(&s.v);
             self.attention(&s.q, &k_cache[layer.clone()], &v_cache[layer], ctx, pos0, n, &mut s.o)?;
             if let Some(sn) = &lw.attn_sub_norm {
-                rms_norm(&mut s.o, sn, eps);
+                rms_norm(pool, &mut s.o, sn, eps)?;
             }
             self.linear(&lw.wo, &s.o, n, &mut s.acts, &mut s.proj)?;
-            s.x.iter_mut().zip(&s.proj).for_each(|(x, a)| *x += a);
+            add_rows(pool, &mut s.x, &s.proj, h)?;
 
-            rms_norm_into(&s.x, &lw.ffn_norm, eps, &mut s.h);
+            rms_norm_into(pool, &s.x, &lw.ffn_norm, eps, &mut s.h)?;
             let gate_up = [&lw.w_gate, &lw.w_up];
             self.linear_group(&gate_up, &s.h, n, &mut s.acts, &mut [&mut s.gate, &mut s.up])?;
-            match c.ffn_act {
-                FfnAct::Silu => s.gate.iter_mut().zip(&s.up).for_each(|(g, u)| {
-                    *g = *g / (1.0 + (-*g).exp()) * u;
-                }),
-                FfnAct::Relu2 => s.gate.iter_mut().zip(&s.up).for_each(|(g, u)| {
-                    let r = g.max(0.0);
-                    *g = r * r * u;
-                }),
-            }
+            let (ffn, act, up) = (lw.w_up.rows, c.ffn_act, &s.up);
+            pool.for_each_chunk_mut(&mut s.gate, ffn, &|t, g| {
+                let u = &up[t * ffn..(t + 1) * ffn];
+                match act {
+                    FfnAct::Silu => g.iter_mut().zip(u).for_each(|(g, u)| {
+                        *g = *g / (1.0 + (-*g).exp()) * u;
+                    }),
+                    FfnAct::Relu2 => g.iter_mut().zip(u).for_each(|(g, u)| {
+                        let r = g.max(0.0);
+                        *g = r * r * u;
+                    }),
+                }
+            })
+            .map_err(InferError::core("ffn activation"))?;
             if let Some(sn) = &lw.ffn_sub_norm {
-                rms_norm(&mut s.gate, sn, eps);
+                rms_norm(pool, &mut s.gate, sn, eps)?;
             }
             self.linear(&lw.w_down, &s.gate, n, &mut s.acts, &mut s.proj)?;
-            s.x.iter_mut().zip(&s.proj).for_each(|(x, a)| *x += a);
+            add_rows(pool, &mut s.x, &s.proj, h)?;
         }
         if let Some(want) = want {
             let first = match want {
                 Logits::Last => n - 1,
                 Logits::All => 0,
             };
-            rms_norm_into(&s.x[first * h..], &w.final_norm, eps, &mut s.h);
+            rms_norm_into(pool, &s.x[first * h..], &w.final_norm, eps, &mut s.h)?;
             self.linear(w.head(), &s.h, n - first, &mut s.acts, &mut s.logits)?;
         }
         *pos += n;

@@ -14,8 +14,8 @@
 //! Two quantizers fill it: ggml's per-block [`quantize_row_q8k`] and BitNet's per-token
 //! [`quantize_row_q8k_per_token`], which gives every block of a token the same scale.
 
-use super::{check_multiple, QK_K};
-use crate::quant::{act_i8_scale, round_half_away};
+use super::{check_len, check_multiple, QK_K};
+use crate::quant::act_i8_scale;
 use crate::Result;
 
 /// One block of 256 int8 activations.
@@ -77,19 +77,67 @@ pub fn quantize_row_q8k(x: &[f32]) -> Result<Vec<BlockQ8K>> {
 /// `s = 127 / max(max|x|, 1e-5)`, `q = clamp(round(x * s), -128, 127)`; every block gets `d = 1/s`.
 pub fn quantize_row_q8k_per_token(x: &[f32]) -> Result<Vec<BlockQ8K>> {
     check_multiple("quantize_row_q8k_per_token", x.len(), QK_K)?;
+    let mut out = vec![BlockQ8K::with_codes(0.0, [0; QK_K]); x.len() / QK_K];
+    quantize_row_q8k_per_token_into(x, &mut out)?;
+    Ok(out)
+}
+
+/// [`quantize_row_q8k_per_token`] into `out` (`x.len() / 256` blocks), allocating nothing.
+pub fn quantize_row_q8k_per_token_into(x: &[f32], out: &mut [BlockQ8K]) -> Result<()> {
+    check_multiple("quantize_row_q8k_per_token", x.len(), QK_K)?;
+    check_len("quantize_row_q8k_per_token output (blocks)", x.len() / QK_K, out.len())?;
     let s = act_i8_scale(x);
-    Ok(x.chunks_exact(QK_K)
-        .map(|xb| {
-            let mut qs = [0i8; QK_K];
-            for (q, &v) in qs.iter_mut().zip(xb) {
-                *q = round_half_away(v * s).clamp(-128.0, 127.0) as i8;
-            }
-            BlockQ8K::with_codes(1.0 / s, qs)
-        })
-        .collect())
+    for (b, xb) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        for (q, &v) in b.qs.iter_mut().zip(xb) {
+            *q = round_away_i8(v * s);
+        }
+        for (sum, g) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
+            *sum = g.iter().map(|&v| v as i16).sum();
+        }
+        b.d = 1.0 / s;
+    }
+    Ok(())
+}
+
+/// `round_half_away(y).clamp(-128, 127) as i8` (NaN gives 0, as `as` casts do), by truncation
+/// and the exact remainder: no libm call, so the loop vectorizes.
+#[inline]
+pub(crate) fn round_away_i8(y: f32) -> i8 {
+    let y = y.clamp(-128.0, 127.0);
+    let t = y as i32;
+    let f = y - t as f32;
+    (t + (f >= 0.5) as i32 - (f <= -0.5) as i32) as i8
 }
 
 /// `x = q * d` for every block.
 pub fn dequantize_row_q8k(blocks: &[BlockQ8K]) -> Vec<f32> {
     blocks.iter().flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_away_i8;
+    use crate::quant::round_half_away;
+
+    #[test]
+    fn fast_rounding_equals_round_half_away_then_clamp() {
+        let mut ys: Vec<f32> = (-140_000..140_000).map(|i| i as f32 / 1000.0).collect();
+        ys.extend([
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            126.5,
+            -127.5,
+            127.49998,
+            -128.5,
+            0.49999997,
+            -0.49999997,
+        ]);
+        ys.extend([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e20, -1e20, f32::MIN_POSITIVE]);
+        for y in ys {
+            let want = round_half_away(y).clamp(-128.0, 127.0) as i8;
+            assert_eq!(round_away_i8(y), want, "{y}");
+        }
+    }
 }

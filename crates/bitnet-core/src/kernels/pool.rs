@@ -108,6 +108,55 @@ impl ThreadPool {
     }
 }
 
+impl ThreadPool {
+    /// Calls `f(i, chunk)` for every `chunk`-long piece `i` of `data` (a shorter last piece
+    /// included), the pieces split into one contiguous range per thread. A single piece runs on
+    /// the calling thread alone, with no wake-up of the workers.
+    pub fn for_each_chunk_mut<T: Send>(
+        &self,
+        data: &mut [T],
+        chunk: usize,
+        f: &(dyn Fn(usize, &mut [T]) + Sync),
+    ) -> Result<()> {
+        let chunk = chunk.max(1);
+        let pieces = data.len().div_ceil(chunk);
+        if pieces <= 1 || self.n_threads == 1 {
+            data.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+            return Ok(());
+        }
+        let (len, base) = (data.len(), SharedMut(data.as_mut_ptr()));
+        let n_threads = self.n_threads;
+        self.run(&|tid| {
+            let (p0, p1) = (pieces * tid / n_threads, pieces * (tid + 1) / n_threads);
+            for i in p0..p1 {
+                let (a, b) = (i * chunk, ((i + 1) * chunk).min(len));
+                // SAFETY: pieces `p0..p1` belong to this thread alone and lie inside `data`,
+                // which stays mutably borrowed until `run` returns.
+                let c = unsafe { std::slice::from_raw_parts_mut(base.get().add(a), b - a) };
+                f(i, c);
+            }
+        })
+    }
+}
+
+/// The base of a slice whose disjoint pieces the threads of one [`ThreadPool::run`] borrow.
+struct SharedMut<T>(*mut T);
+impl<T> Clone for SharedMut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedMut<T> {}
+// SAFETY: each thread touches only its own pieces, and `T: Send` lets them move across threads.
+unsafe impl<T: Send> Send for SharedMut<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+impl<T> SharedMut<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 fn worker_loop(s: &Shared, idx: usize) {
     let mut seen = 0usize;
     loop {
@@ -176,7 +225,22 @@ impl OutPtr {
 
 #[cfg(test)]
 mod tests {
-    use super::thread_range;
+    use super::{thread_range, ThreadPool};
+
+    #[test]
+    fn chunks_are_each_visited_once_with_their_index() {
+        for threads in 1..4 {
+            let pool = ThreadPool::new(threads).unwrap();
+            for (len, chunk) in [(0, 3), (1, 3), (3, 3), (10, 3), (100, 7)] {
+                let mut v = vec![0usize; len];
+                pool.for_each_chunk_mut(&mut v, chunk, &|i, c| {
+                    c.iter_mut().enumerate().for_each(|(j, x)| *x += i * chunk + j + 1)
+                })
+                .unwrap();
+                assert_eq!(v, (1..=len).collect::<Vec<_>>(), "{threads} threads, {len}/{chunk}");
+            }
+        }
+    }
 
     #[test]
     fn thread_ranges_cover_every_index_once() {
