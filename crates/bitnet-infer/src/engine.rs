@@ -9,6 +9,7 @@ use crate::error::{InferError, Result};
 use crate::model::{Config, FfnAct, Linear, MatrixRef, Model, RopeStyle};
 use bitnet_core::format::q8k::quantize_row_q8k_per_token_into;
 use bitnet_core::format::{BlockQ8K, QK_K};
+use bitnet_core::kernels::attn::{key_scores, weighted_values};
 use bitnet_core::kernels::{Kernels, Matmul, QuantActs, ThreadPool};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -377,13 +378,7 @@ impl Engine {
                     let qh = &q[(t * nh + h) * d..(t * nh + h + 1) * d];
                     let len = pos0 + t + 1;
                     let sc = &mut scores[..len];
-                    sc.iter_mut().for_each(|s| *s = 0.0);
-                    let head = &kt[kvh * d * ctx..(kvh + 1) * d * ctx];
-                    for (qi, kr) in qh.iter().zip(head.chunks_exact(ctx)) {
-                        for (s, &k) in sc.iter_mut().zip(&kr[..len]) {
-                            *s += qi * k;
-                        }
-                    }
+                    key_scores(qh, &kt[kvh * d * ctx..(kvh + 1) * d * ctx], ctx, sc);
                     let mut max = f32::NEG_INFINITY;
                     for s in sc.iter_mut() {
                         *s *= scale;
@@ -394,13 +389,7 @@ impl Engine {
                         *s = (*s - max).exp();
                         sum += *s;
                     }
-                    acc.iter_mut().for_each(|a| *a = 0.0);
-                    for (p, &w) in sc.iter().enumerate() {
-                        let vr = &vc[p * kvd + kvh * d..p * kvd + kvh * d + d];
-                        for (a, &v) in acc.iter_mut().zip(vr) {
-                            *a += w * v;
-                        }
-                    }
+                    weighted_values(sc, &vc[kvh * d..], kvd, &mut acc);
                     let inv = 1.0 / sum;
                     for (i, &a) in acc.iter().enumerate() {
                         // SAFETY: job j owns o[(t*nh + h)*d .. +d], inside o (len n*nh*d).

@@ -116,12 +116,15 @@ impl Matmul {
                     let nr = t1 - t0;
                     let (codes, layout, scale) = tile_codes(m, t0, t1);
                     let mut scales = [0f32; GEMM_ROW_TILE];
-                    scales[..nr].iter_mut().enumerate().for_each(|(i, s)| *s = scale(i));
                     for tok in (0..n_tokens).step_by(tt) {
                         let nt = tt.min(n_tokens - tok);
                         let xa = &x[tok * nb..(tok + nt) * nb];
                         let mut isum = [0i32; GEMM_ROW_TILE * MAX_TILE_TOKENS];
                         let mixed = (k.codes_tile)(codes, layout, nr, xa, nt, &mut isum);
+                        if tok == 0 {
+                            // After the kernel: the rows' first blocks are in cache by now.
+                            scales[..nr].iter_mut().enumerate().for_each(|(i, s)| *s = scale(i));
+                        }
                         for j in 0..nt {
                             let t = tok + j;
                             let (d, s) = acts[t];
