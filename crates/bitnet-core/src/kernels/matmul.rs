@@ -73,7 +73,7 @@ impl Matmul {
             check_len("gemm output", n_tokens * m.rows(), y.len())?;
         }
         let k = self.kernels;
-        if ms.iter().all(|m| layout_of(m).is_some()) {
+        if ms.iter().all(|m| tiles_fit(m, n_tokens)) {
             if let Some(acts) = token_sums(x, nb, n_tokens) {
                 return self.gemm_tiles(ms, x, nb, &acts, ys);
             }
@@ -103,8 +103,12 @@ impl Matmul {
         let n_threads = self.pool.n_threads();
         let k = self.kernels;
         let tt = tile_tokens(nb);
+        let any_tq1 = ms.iter().any(|m| matches!(m.view(), TernaryView::Tq1_0(_)));
         self.pool.run(&|tid| {
             let (g0, g1) = thread_range(total, n_threads, tid);
+            // TQ1_0 row tiles are rewritten here as TQ2_0 before the tokens pass.
+            let zero = BlockTQ2_0 { qs: [0; 64], d: half::f16::ZERO };
+            let mut scratch = if any_tq1 { vec![zero; GEMM_ROW_TILE * nb] } else { Vec::new() };
             let mut base = 0;
             for (m, out) in ms.iter().zip(&outs) {
                 let rows = m.rows();
@@ -114,7 +118,23 @@ impl Matmul {
                 while t0 < r1 {
                     let t1 = (t0 + GEMM_ROW_TILE).min(r1);
                     let nr = t1 - t0;
-                    let (codes, layout, scale) = tile_codes(m, t0, t1);
+                    let (codes, layout, tq2, i2s_scale): (&[u8], _, &[BlockTQ2_0], f32) =
+                        match m.view() {
+                            TernaryView::Tq2_0(b) => {
+                                let tile = &b[t0 * nb..t1 * nb];
+                                (bytemuck::cast_slice(tile), CodeLayout::Tq2_0, tile, 0.0)
+                            }
+                            TernaryView::Tq1_0(b) => {
+                                let tile = &mut scratch[..nr * nb];
+                                (k.tq1_0_to_tq2_0)(&b[t0 * nb..t1 * nb], tile);
+                                (bytemuck::cast_slice(tile), CodeLayout::Tq2_0, &*tile, 0.0)
+                            }
+                            TernaryView::I2s { codes, scale } => {
+                                (&codes[t0 * nb * 64..t1 * nb * 64], CodeLayout::I2s, &[], scale)
+                            }
+                            // `tiles_fit` let no other view in.
+                            TernaryView::T2p { .. } => return,
+                        };
                     let mut scales = [0f32; GEMM_ROW_TILE];
                     for tok in (0..n_tokens).step_by(tt) {
                         let nt = tt.min(n_tokens - tok);
@@ -123,7 +143,12 @@ impl Matmul {
                         let mixed = (k.codes_tile)(codes, layout, nr, xa, nt, &mut isum);
                         if tok == 0 {
                             // After the kernel: the rows' first blocks are in cache by now.
-                            scales[..nr].iter_mut().enumerate().for_each(|(i, s)| *s = scale(i));
+                            for (i, s) in scales[..nr].iter_mut().enumerate() {
+                                *s = match layout {
+                                    CodeLayout::Tq2_0 => tq2[i * nb].d.to_f32(),
+                                    CodeLayout::I2s => i2s_scale,
+                                };
+                            }
                         }
                         for j in 0..nt {
                             let t = tok + j;
@@ -196,38 +221,18 @@ fn tile_tokens(nb: usize) -> usize {
     (TILE_ACT_BYTES / (nb.max(1) * std::mem::size_of::<BlockQ8K>())).clamp(1, MAX_TILE_TOKENS)
 }
 
-/// The tile layout of a matrix's codes, when it has one.
-fn layout_of(m: &TernaryMatrix<'_>) -> Option<CodeLayout> {
-    match m.view() {
-        TernaryView::Tq2_0(_) => Some(CodeLayout::Tq2_0),
-        TernaryView::I2s { .. } => Some(CodeLayout::I2s),
-        TernaryView::Tq1_0(_) | TernaryView::T2p { .. } => None,
-    }
-}
+/// Tokens from which `TQ1_0` rows are rewritten as `TQ2_0` tiles: below it, decoding the trits
+/// inside each dot product costs less than rewriting them first.
+const TQ1_TILE_MIN_TOKENS: usize = 2;
 
-/// The code bytes of rows `r0..r1`, their layout, and the scale of row `r0 + i` (for TQ2_0 the
-/// scale of its first block, valid when the tile kernel finds the others equal).
-fn tile_codes<'a>(
-    m: &TernaryMatrix<'a>,
-    r0: usize,
-    r1: usize,
-) -> (&'a [u8], CodeLayout, impl Fn(usize) -> f32 + 'a) {
-    let nb = m.blocks_per_row();
-    let (codes, layout, tq2, i2s_scale): (&[u8], _, &[BlockTQ2_0], f32) = match m.view() {
-        TernaryView::Tq2_0(b) => {
-            let tile = &b[r0 * nb..r1 * nb];
-            (bytemuck::cast_slice(tile), CodeLayout::Tq2_0, tile, 0.0)
-        }
-        TernaryView::I2s { codes, scale } => {
-            (&codes[r0 * nb * 64..r1 * nb * 64], CodeLayout::I2s, &[], scale)
-        }
-        TernaryView::Tq1_0(_) | TernaryView::T2p { .. } => (&[], CodeLayout::I2s, &[], 0.0),
-    };
-    let scale = move |i: usize| match layout {
-        CodeLayout::Tq2_0 => tq2[i * nb].d.to_f32(),
-        CodeLayout::I2s => i2s_scale,
-    };
-    (codes, layout, scale)
+/// Whether `m` runs as integer tiles for `n_tokens` tokens: 2-bit layouts always, `TQ1_0` from
+/// [`TQ1_TILE_MIN_TOKENS`] on (rewritten as `TQ2_0` a row tile at a time).
+fn tiles_fit(m: &TernaryMatrix<'_>, n_tokens: usize) -> bool {
+    match m.view() {
+        TernaryView::Tq2_0(_) | TernaryView::I2s { .. } => true,
+        TernaryView::Tq1_0(_) => n_tokens >= TQ1_TILE_MIN_TOKENS,
+        TernaryView::T2p { .. } => false,
+    }
 }
 
 /// Per token, the shared activation scale and the sum of its int8 activations; `None` unless

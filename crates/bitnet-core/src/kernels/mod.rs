@@ -108,6 +108,9 @@ pub struct Kernels {
     pub vec_dot_t2p_q8k: VecDotT2p,
     /// Whole-row integer tiles of 2-bit codes ([`tile`]).
     pub codes_tile: CodesTile,
+    /// `TQ1_0` blocks rewritten as `TQ2_0` blocks (same codes, same scales), so prefill can run
+    /// 1.6-bit rows through the 2-bit tiles.
+    pub tq1_0_to_tq2_0: fn(&[BlockTQ1_0], &mut [BlockTQ2_0]),
 }
 
 impl Kernels {
@@ -143,6 +146,7 @@ impl Kernels {
             vec_dot_i2s_q8k: scalar::vec_dot_i2s_q8k,
             vec_dot_t2p_q8k: scalar::vec_dot_t2p_q8k,
             codes_tile: tile::codes_tile,
+            tq1_0_to_tq2_0: tile::tq1_0_to_tq2_0,
         }
     }
 

@@ -17,7 +17,7 @@
 //! weights `128h .. 128h + 128` as four planes of 32 consecutive weights, plane `p` in one bit pair
 //! of every byte (`TQ2_0`: bits `2p`; `I2_S`: bits `6 - 2p`).
 
-use crate::format::{BlockQ8K, QK_K};
+use crate::format::{BlockQ8K, BlockTQ1_0, BlockTQ2_0, QK_K};
 
 /// Tokens one tile call covers.
 pub const MAX_TILE_TOKENS: usize = 8;
@@ -128,6 +128,21 @@ pub fn codes_tile(
         }
     }
     mixed
+}
+
+/// The reference transcoder: every `TQ1_0` block of `src` as the `TQ2_0` block with the same
+/// codes and scale (`TQ1_0` is a denser packing of the same trits). Panics unless the slices have
+/// the same length.
+pub fn tq1_0_to_tq2_0(src: &[BlockTQ1_0], dst: &mut [BlockTQ2_0]) {
+    assert_eq!(src.len(), dst.len(), "tq1_0_to_tq2_0: block counts");
+    for (s, d) in src.iter().zip(dst.iter_mut()) {
+        d.qs = [0; QK_K / 4];
+        for i in 0..QK_K {
+            let (h, p, j) = (i / 128, (i % 128) / 32, i % 32);
+            d.qs[32 * h + j] |= s.code(i) << CodeLayout::Tq2_0.shift(p);
+        }
+        d.d = s.d;
+    }
 }
 
 /// `sum_c a[c]` of one token's blocks when they all share one scale, else `None`.

@@ -21,6 +21,8 @@ pub(crate) fn table() -> Kernels {
         codes_tile: |w, l, r, a, n, o| unsafe {
             crate::kernels::x86_64::tile_avx2::codes_tile(w, l, r, a, n, o)
         },
+        // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
+        tq1_0_to_tq2_0: |s, d| unsafe { tq1_0_to_tq2_0(s, d) },
     }
 }
 
@@ -154,7 +156,8 @@ fn top_trit(x: __m256i) -> __m256i {
     _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_add_epi8(ge(86), ge(171)))
 }
 
-/// `sum (trit - 1) * a` of one `TQ1_0` block (layout in [`crate::format::tq1_0`]).
+/// The trits (0, 1, 2) of one `TQ1_0` block as eight planes in weight order: plane `p` holds
+/// weights `32p .. 32p + 32` (layout in [`crate::format::tq1_0`]).
 ///
 /// Multiplying a packed byte by 3 (mod 256) brings its next trit to the top, so the planes come
 /// from byte adds and two compares, with no 16-bit multiplies. `qs[32..48]` is processed two
@@ -162,13 +165,12 @@ fn top_trit(x: __m256i) -> __m256i {
 /// with the 16 `qh` weights, whose four trit planes are made by per-dword powers of three.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-pub(crate) fn tq1_0_block_isum(wb: &BlockTQ1_0, ab: &BlockQ8K) -> i32 {
-    let x = bytemuck::cast_slice::<i8, u8>(ab.qs.as_slice());
-    let mut s = _mm256_setzero_si256();
+fn tq1_0_planes(wb: &BlockTQ1_0) -> [__m256i; 8] {
+    let mut p = [_mm256_setzero_si256(); 8];
     // qs[0..32]: plane n covers weights 32n..32n + 32.
     let mut q = load(&wb.qs, 0);
-    for n in 0..5 {
-        s = mac(s, top_trit(q), load(x, 32 * n));
+    for pn in p.iter_mut().take(5) {
+        *pn = top_trit(q);
         q = times3(q);
     }
     // qs[32..48]: plane n covers weights 160 + 16n..+16. Low half plane 2k, high half 2k + 1.
@@ -176,8 +178,8 @@ pub(crate) fn tq1_0_block_isum(wb: &BlockTQ1_0, ab: &BlockQ8K) -> i32 {
     let q16 = unsafe { _mm_loadu_si128(wb.qs.as_ptr().add(32) as *const __m128i) };
     let q = _mm256_broadcastsi128_si256(q16);
     let mut q = _mm256_blend_epi32::<0xf0>(q, times3(q));
-    for k in 0..2 {
-        s = mac(s, top_trit(q), load(x, 160 + 32 * k));
+    for pn in p.iter_mut().skip(5).take(2) {
+        *pn = top_trit(q);
         q = times3(times3(q));
     }
     // Plane 4 of qs[32..48] (weights 224..240) beside qh (weights 240 + 4n + j: dword n of the
@@ -188,9 +190,46 @@ pub(crate) fn tq1_0_block_isum(wb: &BlockTQ1_0, ab: &BlockQ8K) -> i32 {
     let h = _mm256_blend_epi32::<0b0010_0000>(h1, h3);
     let h = _mm256_blend_epi32::<0b0100_0000>(h, h9);
     let h = _mm256_blend_epi32::<0b1000_0000>(h, times3(h9));
-    let q = _mm256_blend_epi32::<0xf0>(q, h);
-    s = mac(s, top_trit(q), load(x, 224));
+    p[7] = top_trit(_mm256_blend_epi32::<0xf0>(q, h));
+    p
+}
+
+/// `sum (trit - 1) * a` of one `TQ1_0` block.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) fn tq1_0_block_isum(wb: &BlockTQ1_0, ab: &BlockQ8K) -> i32 {
+    let x = bytemuck::cast_slice::<i8, u8>(ab.qs.as_slice());
+    let mut s = _mm256_setzero_si256();
+    for (n, pn) in tq1_0_planes(wb).into_iter().enumerate() {
+        s = mac(s, pn, load(x, 32 * n));
+    }
     finish(s, ab)
+}
+
+/// [`crate::kernels::tile::tq1_0_to_tq2_0`] on AVX2: plane `4h + l` of the trits goes to bit
+/// pair `l` of half `h`.
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn tq1_0_to_tq2_0(src: &[BlockTQ1_0], dst: &mut [BlockTQ2_0]) {
+    assert_eq!(src.len(), dst.len(), "tq1_0_to_tq2_0: block counts");
+    for (s, d) in src.iter().zip(dst.iter_mut()) {
+        let p = tq1_0_planes(s);
+        for h in 0..2 {
+            // Trits are at most 2, so 16-bit shifts by up to 6 never carry into the next byte.
+            let q = _mm256_or_si256(
+                _mm256_or_si256(p[4 * h], _mm256_slli_epi16::<2>(p[4 * h + 1])),
+                _mm256_or_si256(
+                    _mm256_slli_epi16::<4>(p[4 * h + 2]),
+                    _mm256_slli_epi16::<6>(p[4 * h + 3]),
+                ),
+            );
+            // SAFETY: `qs` has 64 bytes; this stores bytes 32h..32h + 32.
+            unsafe { _mm256_storeu_si256(d.qs.as_mut_ptr().add(32 * h) as *mut __m256i, q) };
+        }
+        d.d = s.d;
+    }
 }
 
 /// `TQ1_0` · int8 (see [`tq1_0_block_isum`]).

@@ -23,8 +23,12 @@ macro_rules! avx512_kernels {
                 vec_dot_t2p_q8k: |c, s, a| unsafe { vec_dot_t2p_q8k(c, s, a) },
                 // SAFETY: AVX-512 paths imply AVX2 (`Isa::is_available`).
                 codes_tile: |w, l, r, a, n, o| unsafe {
-            crate::kernels::x86_64::tile_avx2::codes_tile(w, l, r, a, n, o)
-        },
+                    crate::kernels::x86_64::tile_avx2::codes_tile(w, l, r, a, n, o)
+                },
+                // SAFETY: AVX-512 paths imply AVX2 (`Isa::is_available`).
+                tq1_0_to_tq2_0: |s, d| unsafe {
+                    crate::kernels::x86_64::avx2::tq1_0_to_tq2_0(s, d)
+                },
             }
         }
 
