@@ -119,3 +119,17 @@ fn hadamard_is_an_involution_and_block_diagonal() {
     hadamard_transform(&mut odd);
     assert_eq!(odd, [1.0, 2.0, 3.0]);
 }
+
+/// The eight-lane absolute maximum equals the sequential fold, NaNs and odd lengths included.
+#[test]
+fn abs_max_equals_the_sequential_fold() {
+    for n in [0usize, 1, 7, 8, 9, 63, 1536] {
+        let mut x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 2003) as f32 - 1001.5).collect();
+        if n > 3 {
+            x[3] = f32::NAN;
+            x[n - 1] = -5000.0;
+        }
+        let want = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert_eq!(abs_max(&x).to_bits(), want.to_bits(), "{n} values");
+    }
+}

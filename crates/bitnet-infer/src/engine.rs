@@ -9,7 +9,7 @@ use crate::error::{InferError, Result};
 use crate::model::{Config, FfnAct, Linear, MatrixRef, Model, RopeStyle};
 use bitnet_core::format::q8k::quantize_row_q8k_per_token_into;
 use bitnet_core::format::{BlockQ8K, QK_K};
-use bitnet_core::kernels::attn::{key_scores, weighted_values};
+use bitnet_core::kernels::attn::{self, key_cache_len, key_scores, store_key, weighted_values};
 use bitnet_core::kernels::{Kernels, Matmul, QuantActs, ThreadPool};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,8 +30,7 @@ pub enum Logits {
 pub struct State {
     ctx: usize,
     pos: usize,
-    /// Keys transposed, (layer, kv head, head dim, position): a query's scores are then
-    /// contiguous multiply-adds across positions.
+    /// Keys, (layer, kv head, blocked keys of `ctx` positions): see [`attn`] for the blocks.
     k: Vec<f32>,
     /// Values, (layer, position, kv_dim).
     v: Vec<f32>,
@@ -199,11 +198,12 @@ impl Engine {
         let ctx = if ctx == 0 { c.max_ctx } else { ctx };
         let n = c
             .n_layers
-            .checked_mul(ctx)
+            .checked_mul(ctx.next_multiple_of(attn::KEY_BLOCK))
             .and_then(|v| v.checked_mul(c.kv_dim()))
             .filter(|&n| n < (1usize << 40))
             .ok_or_else(|| InferError::BadConfig(format!("a KV cache of {ctx} tokens")))?;
-        Ok(State { ctx, pos: 0, k: vec![0.0; n], v: vec![0.0; n], s: Scratch::default() })
+        let n_v = c.n_layers * ctx * c.kv_dim();
+        Ok(State { ctx, pos: 0, k: vec![0.0; n], v: vec![0.0; n_v], s: Scratch::default() })
     }
 
     /// Runs `tokens` at the state's next positions, in batches of at most [`MAX_BATCH`], and
@@ -341,18 +341,16 @@ impl Engine {
         }
     }
 
-    /// Causal attention of `n` queries at positions `pos0..` over one layer's cache (`kt`: kv
-    /// head × head dim × `ctx` positions; `vc`: positions × kv_dim), into `o`.
+    /// Causal attention of `n` queries at positions `pos0..` over one layer's cache (`kt`: one
+    /// blocked key cache per kv head, [`attn`]; `vc`: positions × kv_dim), into `o`.
     ///
     /// Every score is summed over the head dimension in order, as a plain dot product would, but
-    /// eight or more positions advance together: the vector lanes run across positions.
-    #[allow(clippy::too_many_arguments)]
+    /// a block of positions advances together: the vector lanes run across positions.
     fn attention(
         &self,
         q: &[f32],
         kt: &[f32],
         vc: &[f32],
-        ctx: usize,
         pos0: usize,
         n: usize,
         o: &mut Vec<f32>,
@@ -378,7 +376,8 @@ impl Engine {
                     let qh = &q[(t * nh + h) * d..(t * nh + h + 1) * d];
                     let len = pos0 + t + 1;
                     let sc = &mut scores[..len];
-                    key_scores(qh, &kt[kvh * d * ctx..(kvh + 1) * d * ctx], ctx, sc);
+                    let head = kt.len() / c.n_kv_heads;
+                    key_scores(qh, &kt[kvh * head..(kvh + 1) * head], sc);
                     let mut max = f32::NEG_INFINITY;
                     for s in sc.iter_mut() {
                         *s *= scale;
@@ -428,16 +427,18 @@ impl Engine {
             self.linear_group(&qkv, &s.h, n, &mut s.acts, &mut [&mut s.q, &mut s.k, &mut s.v])?;
             self.rope(&mut s.q, c.n_heads, &s.rope);
             self.rope(&mut s.k, c.n_kv_heads, &s.rope);
-            let layer = l * ctx * kvd..(l + 1) * ctx * kvd;
-            let kt = &mut k_cache[layer.clone()];
+            let k_head = key_cache_len(c.head_dim, ctx);
+            let k_layer = l * c.n_kv_heads * k_head..(l + 1) * c.n_kv_heads * k_head;
+            let kt = &mut k_cache[k_layer.clone()];
             for (t, kr) in s.k.chunks_exact(kvd).enumerate() {
-                for (i, &v) in kr.iter().enumerate() {
-                    kt[i * ctx + pos0 + t] = v;
+                for (kh, k) in kt.chunks_exact_mut(k_head).zip(kr.chunks_exact(c.head_dim)) {
+                    store_key(kh, pos0 + t, k);
                 }
             }
+            let layer = l * ctx * kvd..(l + 1) * ctx * kvd;
             let new = l * ctx * kvd + pos0 * kvd..l * ctx * kvd + (pos0 + n) * kvd;
             v_cache[new].copy_from_slice(&s.v);
-            self.attention(&s.q, &k_cache[layer.clone()], &v_cache[layer], ctx, pos0, n, &mut s.o)?;
+            self.attention(&s.q, &k_cache[k_layer], &v_cache[layer], pos0, n, &mut s.o)?;
             if let Some(sn) = &lw.attn_sub_norm {
                 rms_norm(pool, &mut s.o, sn, eps)?;
             }

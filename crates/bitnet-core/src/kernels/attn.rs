@@ -1,5 +1,10 @@
-//! The f32 inner loops of attention: a query's scores against keys stored transposed, and the
-//! score-weighted sum of values.
+//! The f32 inner loops of attention: a query's scores against keys stored in transposed blocks,
+//! and the score-weighted sum of values.
+//!
+//! Keys of one head are kept as blocks of [`KEY_BLOCK`] positions: block `b` holds, for every
+//! dimension `i`, the keys of positions `32b .. 32b + 32` side by side (`head_dim * 32` floats,
+//! contiguous). A block of scores then reads one contiguous run of memory, and the cache of a
+//! head is `ctx` rounded up to whole blocks.
 //!
 //! Every output is summed in a fixed order (over the head dimension for a score, over positions
 //! for a value), exactly as a plain sequential dot product would sum it, so results do not depend
@@ -7,19 +12,39 @@
 //! across the terms of one sum. On x86_64 with AVX2 the same code is compiled for 256-bit
 //! registers (no FMA contraction: Rust does not fuse `a * b + c`).
 
-/// Outputs one register block covers.
-const LANES: usize = 16;
+/// Positions of one key block, and of one register block of scores: four 8-lane accumulators,
+/// four independent chains of adds (one chain would wait on the add latency at every term).
+pub const KEY_BLOCK: usize = 32;
 
-/// `sc[p] = sum_i q[i] * kt[i * ctx + p]` for every `p < sc.len()`, the sum over `i` in order
-/// from zero. `kt` holds `q.len()` rows of `ctx` positions (a key head, transposed).
-pub fn key_scores(q: &[f32], kt: &[f32], ctx: usize, sc: &mut [f32]) {
-    assert!(sc.len() <= ctx && kt.len() >= q.len() * ctx, "key_scores: {} of {ctx}", sc.len());
+/// Dimensions one register block of weighted values covers (eight accumulators); a narrower
+/// block of [`NARROW_LANES`] takes what is left.
+const VALUE_LANES: usize = 64;
+const NARROW_LANES: usize = 16;
+
+/// Floats of one head's key cache for `ctx` positions: whole blocks of [`KEY_BLOCK`].
+pub fn key_cache_len(head_dim: usize, ctx: usize) -> usize {
+    ctx.next_multiple_of(KEY_BLOCK) * head_dim
+}
+
+/// Stores the key `k` (one head, `head_dim` values) of position `p` in a head's blocked cache.
+pub fn store_key(kt: &mut [f32], p: usize, k: &[f32]) {
+    let d = k.len();
+    let at = (p / KEY_BLOCK) * d * KEY_BLOCK + p % KEY_BLOCK;
+    for (i, &v) in k.iter().enumerate() {
+        kt[at + i * KEY_BLOCK] = v;
+    }
+}
+
+/// `sc[p] = sum_i q[i] * key[p][i]` for every `p < sc.len()`, the sum over `i` in order from
+/// zero, with `kt` one head's blocked key cache (at least `sc.len()` rounded up to whole blocks).
+pub fn key_scores(q: &[f32], kt: &[f32], sc: &mut [f32]) {
+    assert!(kt.len() >= key_cache_len(q.len(), sc.len()), "key_scores: cache too short");
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is present (checked just now).
-        return unsafe { key_scores_avx2(q, kt, ctx, sc) };
+        return unsafe { key_scores_avx2(q, kt, sc) };
     }
-    key_scores_body(q, kt, ctx, sc)
+    key_scores_body(q, kt, sc)
 }
 
 /// `acc[i] = sum_p w[p] * v[p * stride + i]` for every `i < acc.len()`, the sum over `p` in
@@ -38,8 +63,8 @@ pub fn weighted_values(w: &[f32], v: &[f32], stride: usize, acc: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn key_scores_avx2(q: &[f32], kt: &[f32], ctx: usize, sc: &mut [f32]) {
-    key_scores_body(q, kt, ctx, sc)
+fn key_scores_avx2(q: &[f32], kt: &[f32], sc: &mut [f32]) {
+    key_scores_body(q, kt, sc)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -48,13 +73,12 @@ fn weighted_values_avx2(w: &[f32], v: &[f32], stride: usize, acc: &mut [f32]) {
     weighted_values_body(w, v, stride, acc)
 }
 
-/// [`LANES`] scores from position `p0`: `p0 + LANES <= ctx`.
+/// The [`KEY_BLOCK`] scores of one key block (`q.len() * KEY_BLOCK` floats).
 #[inline(always)]
-fn score_block(q: &[f32], kt: &[f32], ctx: usize, p0: usize) -> [f32; LANES] {
-    let mut a = [0f32; LANES];
-    for (qi, kr) in q.iter().zip(kt.chunks_exact(ctx)) {
-        let k: &[f32; LANES] = kr[p0..p0 + LANES].try_into().expect("a block of LANES keys");
-        for (a, &k) in a.iter_mut().zip(k) {
+fn score_block(q: &[f32], block: &[f32]) -> [f32; KEY_BLOCK] {
+    let mut a = [0f32; KEY_BLOCK];
+    for (qi, kr) in q.iter().zip(block.chunks_exact(KEY_BLOCK)) {
+        for (a, &k) in a.iter_mut().zip(kr) {
             *a += qi * k;
         }
     }
@@ -62,60 +86,60 @@ fn score_block(q: &[f32], kt: &[f32], ctx: usize, p0: usize) -> [f32; LANES] {
 }
 
 #[inline(always)]
-fn key_scores_body(q: &[f32], kt: &[f32], ctx: usize, sc: &mut [f32]) {
-    let len = sc.len();
-    let whole = len - len % LANES;
-    for p0 in (0..whole).step_by(LANES) {
-        sc[p0..p0 + LANES].copy_from_slice(&score_block(q, kt, ctx, p0));
+fn key_scores_body(q: &[f32], kt: &[f32], sc: &mut [f32]) {
+    let d = q.len();
+    for (out, block) in sc.chunks_mut(KEY_BLOCK).zip(kt.chunks_exact(d * KEY_BLOCK)) {
+        // A last, partial block still scores every lane (the cache holds whole blocks).
+        let a = score_block(q, block);
+        out.copy_from_slice(&a[..out.len()]);
     }
-    if whole == len {
-        return;
-    }
-    if whole + LANES <= ctx {
-        // The cache row goes on past `len`: score a whole block and keep its first lanes.
-        let a = score_block(q, kt, ctx, whole);
-        sc[whole..].copy_from_slice(&a[..len - whole]);
-    } else {
-        let rest = &mut sc[whole..];
-        rest.iter_mut().for_each(|s| *s = 0.0);
-        for (qi, kr) in q.iter().zip(kt.chunks_exact(ctx)) {
-            for (s, &k) in rest.iter_mut().zip(&kr[whole..len]) {
-                *s += qi * k;
-            }
+}
+
+/// `out[i] = sum_p w[p] * v[p * stride + i0 + i]` for `L` dimensions.
+#[inline(always)]
+fn values_block<const L: usize>(w: &[f32], v: &[f32], stride: usize, i0: usize) -> [f32; L] {
+    let mut a = [0f32; L];
+    for (p, &wp) in w.iter().enumerate() {
+        let at = p * stride + i0;
+        let vr: &[f32; L] = v[at..at + L].try_into().expect("a block of values");
+        for (a, &x) in a.iter_mut().zip(vr) {
+            *a += wp * x;
         }
     }
+    a
 }
 
 #[inline(always)]
 fn weighted_values_body(w: &[f32], v: &[f32], stride: usize, acc: &mut [f32]) {
-    for (c, out) in acc.chunks_mut(LANES).enumerate() {
-        let i0 = c * LANES;
-        if let Ok(out) = <&mut [f32; LANES]>::try_from(&mut *out) {
-            let mut a = [0f32; LANES];
-            for (p, &wp) in w.iter().enumerate() {
-                let at = p * stride + i0;
-                let vr: &[f32; LANES] = v[at..at + LANES].try_into().expect("LANES values");
-                for (a, &x) in a.iter_mut().zip(vr) {
-                    *a += wp * x;
-                }
-            }
-            *out = a;
+    let mut i0 = 0;
+    while i0 < acc.len() {
+        let left = acc.len() - i0;
+        if left >= VALUE_LANES {
+            acc[i0..i0 + VALUE_LANES]
+                .copy_from_slice(&values_block::<VALUE_LANES>(w, v, stride, i0));
+            i0 += VALUE_LANES;
+        } else if left >= NARROW_LANES {
+            acc[i0..i0 + NARROW_LANES]
+                .copy_from_slice(&values_block::<NARROW_LANES>(w, v, stride, i0));
+            i0 += NARROW_LANES;
         } else {
-            let n = out.len();
+            let out = &mut acc[i0..];
             out.iter_mut().for_each(|a| *a = 0.0);
             for (p, &wp) in w.iter().enumerate() {
                 let at = p * stride + i0;
-                for (a, &x) in out.iter_mut().zip(&v[at..at + n]) {
+                for (a, &x) in out.iter_mut().zip(&v[at..at + left]) {
                     *a += wp * x;
                 }
             }
+            i0 = acc.len();
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{key_scores, key_scores_body, weighted_values, weighted_values_body};
+    use super::{key_cache_len, key_scores, key_scores_body, store_key};
+    use super::{weighted_values, weighted_values_body};
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
@@ -131,23 +155,27 @@ mod tests {
     #[test]
     fn scores_and_values_equal_sequential_sums_bit_for_bit() {
         let d = 24;
-        for ctx in [16, 37, 64] {
-            let (q, kt) = (values(d, 1), values(d * ctx, 2));
-            for len in 0..=ctx {
-                let mut got = vec![f32::NAN; len];
-                key_scores(&q, &kt, ctx, &mut got);
-                let mut body = vec![f32::NAN; len];
-                key_scores_body(&q, &kt, ctx, &mut body);
-                for p in 0..len {
-                    let want =
-                        q.iter().enumerate().fold(0.0, |s, (i, &qi)| s + qi * kt[i * ctx + p]);
-                    assert_eq!(got[p].to_bits(), want.to_bits(), "ctx {ctx} len {len} p {p}");
-                    assert_eq!(body[p].to_bits(), want.to_bits());
-                }
+        for len in 0..=100 {
+            let keys: Vec<Vec<f32>> = (0..len).map(|p| values(d, 2 + p as u32)).collect();
+            let q = values(d, 1);
+            let mut kt = vec![f32::NAN; key_cache_len(d, len)];
+            // Lanes past `len` hold whatever a cache holds; their scores are thrown away.
+            kt.iter_mut().for_each(|v| *v = 7.0);
+            for (p, k) in keys.iter().enumerate() {
+                store_key(&mut kt, p, k);
+            }
+            let mut got = vec![f32::NAN; len];
+            key_scores(&q, &kt, &mut got);
+            let mut body = vec![f32::NAN; len];
+            key_scores_body(&q, &kt, &mut body);
+            for p in 0..len {
+                let want = q.iter().zip(&keys[p]).fold(0.0, |s, (&a, &b)| s + a * b);
+                assert_eq!(got[p].to_bits(), want.to_bits(), "len {len} p {p}");
+                assert_eq!(body[p].to_bits(), want.to_bits());
             }
         }
         let stride = 40;
-        for dim in [5, 16, 35] {
+        for dim in [5, 16, 35, 64, 100, 128] {
             for len in [0, 1, 17, 33] {
                 let (w, v) = (values(len, 3), values(len * stride + dim, 4));
                 let mut got = vec![f32::NAN; dim];

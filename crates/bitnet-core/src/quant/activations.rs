@@ -24,8 +24,23 @@ pub struct ActI4 {
 /// `127 / max(max|x|, 1e-5)`: the per-token absmax int8 scale.
 #[inline]
 pub fn act_i8_scale(x: &[f32]) -> f32 {
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    127.0 / amax.max(ACT_EPS)
+    127.0 / abs_max(x).max(ACT_EPS)
+}
+
+/// `max |x|` (0 for an empty slice; NaNs ignored, as `f32::max` ignores them). The maximum does
+/// not depend on the order, so eight independent lanes run it without a chain of dependent
+/// compares.
+#[inline]
+pub fn abs_max(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l = l.max(v.abs());
+        }
+    }
+    lanes.iter().fold(tail, |m, &l| m.max(l))
 }
 
 /// BitNet b1.58 per-token absmax int8: `s = 127 / max(max|x|, 1e-5)`,

@@ -10,7 +10,9 @@ mod activations;
 mod hadamard;
 mod weights;
 
-pub use activations::{act_i8_scale, quantize_act_i4, quantize_act_i8, ActI4, ActI8, ACT_EPS};
+pub use activations::{
+    abs_max, act_i8_scale, quantize_act_i4, quantize_act_i8, ActI4, ActI8, ACT_EPS,
+};
 pub use hadamard::{hadamard_block_len, hadamard_transform};
 pub use weights::{
     absmean, quantize_b1, quantize_ternary, BinaryWeights, ScaleGranularity, TernaryWeights,
