@@ -1,0 +1,103 @@
+//! Prefill kernels, each beside its baseline in the same run: `cargo bench -p bitnet-core --bench
+//! prefill`.
+//!
+//! - GEMM of 128 tokens through the integer tiles (TQ2_0, I2_S, TQ1_0 rewritten as TQ2_0) beside
+//!   128 single-token GEMVs of the same matrix, in multiply-accumulates per second;
+//! - the TQ1_0 → TQ2_0 rewrite of a row tile, scalar reference beside SIMD;
+//! - attention's key scores and weighted values over 128 positions, beside plain sequential dot
+//!   products.
+
+use bitnet_core::format::q8k::quantize_row_q8k_per_token;
+use bitnet_core::format::{tq1_0, tq2_0, BlockQ8K, QK_K};
+use bitnet_core::kernels::attn::{key_cache_len, key_scores, store_key, weighted_values};
+use bitnet_core::kernels::{Isa, Kernels, Matmul, OwnedTernary, TernaryFormat};
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::time::Duration;
+
+const TOKENS: usize = 128;
+
+fn gemm(c: &mut Criterion) {
+    let (rows, cols) = (1536, 1536);
+    let nb = cols / QK_K;
+    let mut g = c.benchmark_group(format!("gemm_{rows}x{cols}x{TOKENS}"));
+    g.sample_size(10).warm_up_time(Duration::from_millis(300));
+    g.measurement_time(Duration::from_secs(2));
+    g.throughput(Throughput::Elements((rows * cols * TOKENS) as u64));
+    let x: Vec<BlockQ8K> = (0..TOKENS)
+        .flat_map(|t| {
+            let row: Vec<f32> =
+                (0..cols).map(|i| ((i * 7 + t * 13) % 255) as f32 - 127.0).collect();
+            quantize_row_q8k_per_token(&row).unwrap()
+        })
+        .collect();
+    let mut y = vec![0f32; TOKENS * rows];
+    let simd = Isa::best();
+    for format in [TernaryFormat::Tq2_0, TernaryFormat::I2s, TernaryFormat::Tq1_0] {
+        let w = OwnedTernary::random(format, rows, cols, 42).unwrap();
+        let m = w.matrix().unwrap();
+        for threads in [1, 2] {
+            let mm = Matmul::new(Kernels::new(simd).unwrap(), threads).unwrap();
+            let id = |what: &str| BenchmarkId::new(format!("{}_{what}", format.name()), threads);
+            g.bench_function(id("gemm"), |b| b.iter(|| mm.gemm(&m, &x, TOKENS, &mut y).unwrap()));
+            g.bench_function(id("gemv_each"), |b| {
+                b.iter(|| {
+                    for (t, yt) in y.chunks_exact_mut(rows).enumerate() {
+                        mm.gemv(&m, &x[t * nb..(t + 1) * nb], yt).unwrap();
+                    }
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn tq1_rewrite(c: &mut Criterion) {
+    let nb = 16 * 6;
+    let mut g = c.benchmark_group("tq1_0_to_tq2_0");
+    g.sample_size(20).throughput(Throughput::Elements((nb * QK_K) as u64));
+    let w: Vec<f32> = (0..nb * QK_K).map(|i| (i * 7919 % 3) as f32 - 1.0).collect();
+    let src = tq1_0::quantize_row_tq1_0(&w).unwrap();
+    let mut dst = tq2_0::quantize_row_tq2_0(&w).unwrap();
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+        let k = Kernels::new(isa).unwrap();
+        g.bench_function(isa.name(), |b| b.iter(|| (k.tq1_0_to_tq2_0)(black_box(&src), &mut dst)));
+    }
+    g.finish();
+}
+
+fn attention(c: &mut Criterion) {
+    let (d, len) = (64, TOKENS);
+    let mut g = c.benchmark_group(format!("attention_d{d}_len{len}"));
+    g.sample_size(20).throughput(Throughput::Elements((d * len) as u64));
+    let q: Vec<f32> = (0..d).map(|i| (i % 7) as f32 * 0.1).collect();
+    let keys: Vec<Vec<f32>> =
+        (0..len).map(|p| (0..d).map(|i| ((p + i) % 11) as f32 * 0.1).collect()).collect();
+    let mut kt = vec![0f32; key_cache_len(d, len)];
+    keys.iter().enumerate().for_each(|(p, k)| store_key(&mut kt, p, k));
+    let flat: Vec<f32> = keys.concat();
+    let mut sc = vec![0f32; len];
+    g.bench_function("key_scores", |b| b.iter(|| key_scores(black_box(&q), &kt, &mut sc)));
+    g.bench_function("key_scores_plain", |b| {
+        b.iter(|| {
+            for (s, k) in sc.iter_mut().zip(&keys) {
+                *s = black_box(&q).iter().zip(k).map(|(a, b)| a * b).sum();
+            }
+        })
+    });
+    let mut acc = vec![0f32; d];
+    g.bench_function("weighted_values", |b| {
+        b.iter(|| weighted_values(black_box(&sc), &flat, d, &mut acc))
+    });
+    g.bench_function("weighted_values_plain", |b| {
+        b.iter(|| {
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            for (&w, v) in black_box(&sc).iter().zip(&keys) {
+                acc.iter_mut().zip(v).for_each(|(a, &x)| *a += w * x);
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, gemm, tq1_rewrite, attention);
+criterion_main!(benches);
