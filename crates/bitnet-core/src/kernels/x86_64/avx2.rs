@@ -44,7 +44,20 @@ fn load_i8(p: &[i8; 256], off: usize) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) fn f16_to_f32(h: half::f16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
+    // `vmovd` writes the whole register. Left to itself the compiler narrows this to `vpinsrw`,
+    // which merges the register's other lanes, and it picked a live accumulator for them:
+    // every block's scale then waited for the previous block's sum.
+    let v: __m128i;
+    // SAFETY: a register move with no memory access; `vmovd` needs only SSE2.
+    unsafe {
+        std::arch::asm!(
+            "vmovd {v}, {r:e}",
+            v = lateout(xmm_reg) v,
+            r = in(reg) h.to_bits() as u32,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+    _mm_cvtss_f32(_mm_cvtph_ps(v))
 }
 
 /// Codes in bit pair `S / 2` of every byte.
