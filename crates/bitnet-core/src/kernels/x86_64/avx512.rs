@@ -48,11 +48,11 @@ macro_rules! avx512_kernels {
             unsafe { _mm256_loadu_si256(p.as_ptr().add(off) as *const __m256i) }
         }
 
-        /// Exact f16 → f32 conversion with `vcvtph2ps`.
+        /// Exact f16 → f32 conversion: the AVX2 path's, free of its false dependency.
         #[inline]
         #[target_feature(enable = $features)]
         fn f16_to_f32(h: half::f16) -> f32 {
-            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
+            crate::kernels::x86_64::avx2::f16_to_f32(h)
         }
 
         /// Activations `[lo, lo + 32)` and `[hi, hi + 32)` in one register.
