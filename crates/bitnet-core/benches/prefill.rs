@@ -5,7 +5,9 @@
 //!   128 single-token GEMVs of the same matrix, in multiply-accumulates per second;
 //! - the TQ1_0 → TQ2_0 rewrite of a row tile, scalar reference beside SIMD;
 //! - attention's key scores and weighted values over 128 positions, beside plain sequential dot
-//!   products.
+//!   products;
+//! - on AVX2, the ceiling of the integer tiles' instruction mix: independent `vpmaddubsw` alone,
+//!   and each followed by the `vpaddw` that accumulates it (32 multiply-accumulates per pair).
 
 use bitnet_core::format::q8k::quantize_row_q8k_per_token;
 use bitnet_core::format::{tq1_0, tq2_0, BlockQ8K, QK_K};
@@ -99,5 +101,45 @@ fn attention(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, gemm, tq1_rewrite, attention);
+/// Multiply-accumulates per second of `vpmaddubsw` (32 each) on registers only: seven independent
+/// chains, so throughput, not latency, bounds them; `with_add` adds each product into an i16
+/// accumulator as the tiles do.
+#[cfg(target_arch = "x86_64")]
+fn avx2_peak(c: &mut Criterion) {
+    use std::arch::x86_64::*;
+    if !Isa::Avx2.is_available() {
+        return;
+    }
+    const STEPS: usize = 1 << 16;
+    // Seven chains: their products and sums plus the multiplier fill 15 of the 16 registers.
+    const CHAINS: usize = 7;
+    #[target_feature(enable = "avx2")]
+    fn run(with_add: bool) -> i16 {
+        let b = _mm256_set1_epi8(black_box(1));
+        let mut m = [_mm256_set1_epi16(black_box(3)); CHAINS];
+        let mut acc = [_mm256_setzero_si256(); CHAINS];
+        for _ in 0..STEPS {
+            for (m, a) in m.iter_mut().zip(acc.iter_mut()) {
+                *m = _mm256_maddubs_epi16(*m, b);
+                if with_add {
+                    *a = _mm256_add_epi16(*a, *m);
+                }
+            }
+        }
+        let s = m.iter().chain(&acc).fold(_mm256_setzero_si256(), |s, v| _mm256_add_epi16(s, *v));
+        _mm256_extract_epi16::<0>(s) as i16
+    }
+    let mut g = c.benchmark_group("avx2_peak");
+    g.sample_size(10).throughput(Throughput::Elements((STEPS * CHAINS * 32) as u64));
+    // SAFETY: AVX2 is present (checked above).
+    g.bench_function("maddubs", |b| b.iter(|| unsafe { run(false) }));
+    // SAFETY: as above.
+    g.bench_function("maddubs_add", |b| b.iter(|| unsafe { run(true) }));
+    g.finish();
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2_peak(_: &mut Criterion) {}
+
+criterion_group!(benches, gemm, tq1_rewrite, attention, avx2_peak);
 criterion_main!(benches);
