@@ -109,6 +109,8 @@ impl Matmul {
             // TQ1_0 row tiles are rewritten here as TQ2_0 before the tokens pass.
             let zero = BlockTQ2_0 { qs: [0; 64], d: half::f16::ZERO };
             let mut scratch = if any_tq1 { vec![zero; GEMM_ROW_TILE * nb] } else { Vec::new() };
+            // The kernel overwrites the first `rows * tokens` sums of every call.
+            let mut isum = [0i32; GEMM_ROW_TILE * MAX_TILE_TOKENS];
             let mut base = 0;
             for (m, out) in ms.iter().zip(&outs) {
                 let rows = m.rows();
@@ -139,7 +141,6 @@ impl Matmul {
                     for tok in (0..n_tokens).step_by(tt) {
                         let nt = tt.min(n_tokens - tok);
                         let xa = &x[tok * nb..(tok + nt) * nb];
-                        let mut isum = [0i32; GEMM_ROW_TILE * MAX_TILE_TOKENS];
                         let mixed = (k.codes_tile)(codes, layout, nr, xa, nt, &mut isum);
                         if tok == 0 {
                             // After the kernel: the rows' first blocks are in cache by now.
