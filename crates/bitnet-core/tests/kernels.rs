@@ -239,7 +239,7 @@ fn trit(v: f32) -> i32 {
 }
 
 /// Whole-row integer tiles: every SIMD path returns the reference's exact integers for both 2-bit
-/// layouts, 1 to 4 tokens, awkward lengths and the -128 extreme.
+/// layouts, 1 to `MAX_TILE_TOKENS` tokens, awkward lengths and the -128 extreme.
 #[test]
 fn codes_tiles_equal_the_reference_exactly() {
     use bitnet_core::kernels::tile::{codes_tile, CodeLayout, MAX_TILE_TOKENS};
@@ -373,6 +373,37 @@ fn tq1_0_rewrites_as_tq2_0_with_the_same_codes() {
             let mut got = vec![zero; nb];
             (k.tq1_0_to_tq2_0)(&src, &mut got);
             assert_eq!(got, want, "{} {nb} blocks", k.isa.name());
+        }
+    }
+}
+
+/// Tiles of more rows than one chunked pass keeps, on rows long enough to be walked in chunks of
+/// blocks: exact integers and the mixed-scale mask (a row in the third group of 16) on every path.
+#[test]
+fn chunked_tiles_of_many_rows_equal_the_reference() {
+    use bitnet_core::kernels::tile::{codes_tile, CodeLayout, MAX_TILE_ROWS, MAX_TILE_TOKENS};
+    let mut rng = StdRng::seed_from_u64(13);
+    let rows = 37;
+    assert!(rows <= MAX_TILE_ROWS);
+    for nb in [10, 27] {
+        let n = nb * QK_K;
+        let mut w = ternary_values(&mut rng, rows * n, 0.5);
+        // Row 33's fifth block at another scale.
+        w[33 * n + 4 * QK_K..33 * n + 5 * QK_K].iter_mut().for_each(|v| *v *= 3.0);
+        let tq2 = tq2_0::quantize_row_tq2_0(&w).unwrap();
+        let a: Vec<BlockQ8K> =
+            (0..MAX_TILE_TOKENS).flat_map(|_| activations(&mut rng, n, true)).collect();
+        for n_tok in [MAX_TILE_TOKENS, 5] {
+            let xa = &a[..n_tok * nb];
+            let codes: &[u8] = bytemuck::cast_slice(&tq2);
+            let mut want = vec![0i32; rows * n_tok];
+            let mask = codes_tile(codes, CodeLayout::Tq2_0, rows, xa, n_tok, &mut want);
+            assert_eq!(mask, 1 << 33);
+            for k in simd_paths() {
+                let mut got = vec![0i32; rows * n_tok];
+                let m = (k.codes_tile)(codes, CodeLayout::Tq2_0, rows, xa, n_tok, &mut got);
+                assert_eq!((m, &got), (mask, &want), "{} {nb} blocks {n_tok}", k.isa.name());
+            }
         }
     }
 }

@@ -102,7 +102,6 @@ impl Matmul {
         let total: usize = ms.iter().map(|m| m.rows()).sum();
         let n_threads = self.pool.n_threads();
         let k = self.kernels;
-        let tt = tile_tokens(nb);
         let any_tq1 = ms.iter().any(|m| matches!(m.view(), TernaryView::Tq1_0(_)));
         self.pool.run(&|tid| {
             let (g0, g1) = thread_range(total, n_threads, tid);
@@ -138,8 +137,8 @@ impl Matmul {
                             TernaryView::T2p { .. } => return,
                         };
                     let mut scales = [0f32; GEMM_ROW_TILE];
-                    for tok in (0..n_tokens).step_by(tt) {
-                        let nt = tt.min(n_tokens - tok);
+                    for tok in (0..n_tokens).step_by(MAX_TILE_TOKENS) {
+                        let nt = MAX_TILE_TOKENS.min(n_tokens - tok);
                         let xa = &x[tok * nb..(tok + nt) * nb];
                         let mixed = (k.codes_tile)(codes, layout, nr, xa, nt, &mut isum);
                         if tok == 0 {
@@ -210,16 +209,6 @@ impl Matmul {
             }
         })
     }
-}
-
-/// Bytes of activations one tile call should keep in L1 while it walks a row.
-const TILE_ACT_BYTES: usize = 24 << 10;
-
-/// Tokens per tile call for rows of `nb` blocks: as many as keep their activation blocks within
-/// [`TILE_ACT_BYTES`] (more tokens share each decoded chunk of codes, but activations spilling
-/// out of L1 cost more than that saves).
-fn tile_tokens(nb: usize) -> usize {
-    (TILE_ACT_BYTES / (nb.max(1) * std::mem::size_of::<BlockQ8K>())).clamp(1, MAX_TILE_TOKENS)
 }
 
 /// Tokens from which `TQ1_0` rows are rewritten as `TQ2_0` tiles: below it, decoding the trits

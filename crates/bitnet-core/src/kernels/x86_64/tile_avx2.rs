@@ -72,6 +72,15 @@ fn planes<const I2S: bool>(q: __m256i) -> [__m256i; 4] {
     }
 }
 
+/// Bytes of activations one pass over a chunk of blocks keeps in L1: a row longer than
+/// `ACT_CHUNK / (T * 320)` blocks is walked chunk by chunk, every row of the tile taking the
+/// chunk before the next one starts, so many tokens share each decoded chunk of codes without
+/// their activations spilling out of L1.
+const ACT_CHUNK: usize = 24 << 10;
+
+/// Rows whose partial sums one chunked pass keeps (8 tokens × 16 rows × 32 bytes = 4 KiB).
+const CHUNK_ROWS: usize = 16;
+
 /// # Safety
 /// AVX2; `w` holds `rows * nb * stride` bytes, `a` holds `T * nb` blocks, `out`
 /// `rows * T` values.
@@ -85,28 +94,48 @@ unsafe fn tile<const T: usize, const I2S: bool>(
     a: &[BlockQ8K],
     out: &mut [i32],
 ) -> u64 {
+    let chunk = (ACT_CHUNK / (T * std::mem::size_of::<BlockQ8K>())).max(1);
     let mut mixed = 0u64;
-    for r in 0..rows {
-        // SAFETY: as this function's (row r's blocks lie inside `w`).
-        let (acc, m) = unsafe { row::<T, I2S>(w.as_ptr().add(r * nb * stride), stride, nb, a) };
-        out[r * T..r * T + T].copy_from_slice(&acc);
-        mixed |= (m as u64) << r;
+    for r0 in (0..rows).step_by(CHUNK_ROWS) {
+        let rn = CHUNK_ROWS.min(rows - r0);
+        let mut acc = [[_mm256_setzero_si256(); T]; CHUNK_ROWS];
+        for b0 in (0..nb).step_by(chunk) {
+            let b1 = (b0 + chunk).min(nb);
+            for (i, acc) in acc[..rn].iter_mut().enumerate() {
+                let r = r0 + i;
+                // SAFETY: as this function's (row r's blocks lie inside `w`).
+                let m = unsafe {
+                    row::<T, I2S>(w.as_ptr().add(r * nb * stride), stride, nb, b0..b1, a, acc)
+                };
+                mixed |= (m as u64) << r;
+            }
+        }
+        for (i, acc) in acc[..rn].iter().enumerate() {
+            let r = r0 + i;
+            for (o, v) in out[r * T..r * T + T].iter_mut().zip(acc) {
+                *o = hsum(*v);
+            }
+        }
     }
     mixed
 }
 
-/// One row's integer sums with `T` tokens, and whether its `TQ2_0` block scales differ.
+/// Adds blocks `blocks` of one row times `T` tokens into `acc32` (eight i32 lanes per token), and
+/// says whether any of those `TQ2_0` blocks has a scale other than the row's first block's.
 ///
 /// # Safety
-/// AVX2; `w` points at `nb * stride` readable bytes, `a` holds `T * nb` blocks.
+/// AVX2; `w` points at `nb * stride` readable bytes, `a` holds `T * nb` blocks, `blocks` lies in
+/// `0..nb`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn row<const T: usize, const I2S: bool>(
     w: *const u8,
     stride: usize,
     nb: usize,
+    blocks: std::ops::Range<usize>,
     a: &[BlockQ8K],
-) -> ([i32; T], bool) {
+    acc32: &mut [__m256i; T],
+) -> bool {
     let ones = _mm256_set1_epi16(1);
     let scale = |b: usize| {
         // SAFETY: TQ2_0 blocks are 66 bytes with the scale at 64..66, inside `w` (caller).
@@ -114,9 +143,9 @@ unsafe fn row<const T: usize, const I2S: bool>(
     };
     let d0 = if I2S || nb == 0 { 0 } else { scale(0) };
     let mut mixed = 0u16;
-    let mut acc32 = [_mm256_setzero_si256(); T];
     let mut acc16 = [_mm256_setzero_si256(); T];
-    for b in 0..nb {
+    let (b0, b1) = (blocks.start, blocks.end);
+    for b in blocks {
         // SAFETY: block b's 64 code bytes are readable (caller).
         let wp = unsafe { w.add(b * stride) };
         // A hint only: it never faults, even past the end of `w` (the next row, usually).
@@ -139,12 +168,12 @@ unsafe fn row<const T: usize, const I2S: bool>(
                 }
             }
         }
-        if b % WIDEN == WIDEN - 1 || b + 1 == nb {
+        if (b - b0) % WIDEN == WIDEN - 1 || b + 1 == b1 {
             for (a32, a16) in acc32.iter_mut().zip(acc16.iter_mut()) {
                 *a32 = _mm256_add_epi32(*a32, _mm256_madd_epi16(*a16, ones));
                 *a16 = _mm256_setzero_si256();
             }
         }
     }
-    (std::array::from_fn(|t| hsum(acc32[t])), mixed != 0)
+    mixed != 0
 }
