@@ -11,7 +11,7 @@ use bitnet_core::format::q8k::quantize_row_q8k_per_token_into;
 use bitnet_core::format::{BlockQ8K, QK_K};
 use bitnet_core::kernels::attn::{self, key_cache_len, key_scores, store_key, weighted_values};
 use bitnet_core::kernels::{Kernels, Matmul, QuantActs, ThreadPool};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// Tokens processed together in one prefill step.
 pub const MAX_BATCH: usize = 256;
@@ -148,16 +148,51 @@ fn quantize_tokens(
         return quantize_row_q8k_per_token_into(x, &mut []);
     }
     out.resize(x.len() / cols * nb, BlockQ8K::with_codes(0.0, [0; QK_K]));
-    let failed = AtomicBool::new(false);
+    let first_error = Mutex::new(None);
     pool.for_each_chunk_mut(out, nb, &|t, blocks| {
-        if quantize_row_q8k_per_token_into(&x[t * cols..(t + 1) * cols], blocks).is_err() {
-            failed.store(true, Ordering::Relaxed);
+        if let Err(e) = quantize_row_q8k_per_token_into(&x[t * cols..(t + 1) * cols], blocks) {
+            if let Ok(mut first) = first_error.lock() {
+                first.get_or_insert(e);
+            }
         }
     })?;
-    if failed.into_inner() {
-        return Err(bitnet_core::CoreError::ThreadPool("activation quantization failed".into()));
+    match first_error.into_inner().ok().flatten() {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// `gate = act(gate) * up`, token by token (`ffn` wide) over the pool.
+fn gated_activation(
+    pool: &ThreadPool,
+    act: FfnAct,
+    gate: &mut [f32],
+    up: &[f32],
+    ffn: usize,
+) -> Result<()> {
+    pool.for_each_chunk_mut(gate, ffn, &|t, g| {
+        let u = &up[t * ffn..(t + 1) * ffn];
+        match act {
+            FfnAct::Silu => g.iter_mut().zip(u).for_each(|(g, u)| {
+                *g = *g / (1.0 + (-*g).exp()) * u;
+            }),
+            FfnAct::Relu2 => g.iter_mut().zip(u).for_each(|(g, u)| {
+                let r = g.max(0.0);
+                *g = r * r * u;
+            }),
+        }
+    })
+    .map_err(InferError::core("ffn activation"))
+}
+
+/// Stores the keys `k` (tokens × kv_dim) of positions `pos0..` in one layer's blocked key cache
+/// (`kt`: one `k_head`-float cache per kv head).
+fn store_keys(kt: &mut [f32], k_head: usize, k: &[f32], head_dim: usize, kvd: usize, pos0: usize) {
+    for (t, kr) in k.chunks_exact(kvd).enumerate() {
+        for (kh, key) in kt.chunks_exact_mut(k_head).zip(kr.chunks_exact(head_dim)) {
+            store_key(kh, pos0 + t, key);
+        }
+    }
 }
 
 /// `x += y`, row by row (`h` wide) over the pool.
@@ -429,12 +464,7 @@ impl Engine {
             self.rope(&mut s.k, c.n_kv_heads, &s.rope);
             let k_head = key_cache_len(c.head_dim, ctx);
             let k_layer = l * c.n_kv_heads * k_head..(l + 1) * c.n_kv_heads * k_head;
-            let kt = &mut k_cache[k_layer.clone()];
-            for (t, kr) in s.k.chunks_exact(kvd).enumerate() {
-                for (kh, k) in kt.chunks_exact_mut(k_head).zip(kr.chunks_exact(c.head_dim)) {
-                    store_key(kh, pos0 + t, k);
-                }
-            }
+            store_keys(&mut k_cache[k_layer.clone()], k_head, &s.k, c.head_dim, kvd, pos0);
             let layer = l * ctx * kvd..(l + 1) * ctx * kvd;
             let new = l * ctx * kvd + pos0 * kvd..l * ctx * kvd + (pos0 + n) * kvd;
             v_cache[new].copy_from_slice(&s.v);
@@ -448,20 +478,7 @@ impl Engine {
             rms_norm_into(pool, &s.x, &lw.ffn_norm, eps, &mut s.h)?;
             let gate_up = [&lw.w_gate, &lw.w_up];
             self.linear_group(&gate_up, &s.h, n, &mut s.acts, &mut [&mut s.gate, &mut s.up])?;
-            let (ffn, act, up) = (lw.w_up.rows, c.ffn_act, &s.up);
-            pool.for_each_chunk_mut(&mut s.gate, ffn, &|t, g| {
-                let u = &up[t * ffn..(t + 1) * ffn];
-                match act {
-                    FfnAct::Silu => g.iter_mut().zip(u).for_each(|(g, u)| {
-                        *g = *g / (1.0 + (-*g).exp()) * u;
-                    }),
-                    FfnAct::Relu2 => g.iter_mut().zip(u).for_each(|(g, u)| {
-                        let r = g.max(0.0);
-                        *g = r * r * u;
-                    }),
-                }
-            })
-            .map_err(InferError::core("ffn activation"))?;
+            gated_activation(pool, c.ffn_act, &mut s.gate, &s.up, lw.w_up.rows)?;
             if let Some(sn) = &lw.ffn_sub_norm {
                 rms_norm(pool, &mut s.gate, sn, eps)?;
             }

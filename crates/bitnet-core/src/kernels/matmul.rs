@@ -119,35 +119,16 @@ impl Matmul {
                 while t0 < r1 {
                     let t1 = (t0 + GEMM_ROW_TILE).min(r1);
                     let nr = t1 - t0;
-                    let (codes, layout, tq2, i2s_scale): (&[u8], _, &[BlockTQ2_0], f32) =
-                        match m.view() {
-                            TernaryView::Tq2_0(b) => {
-                                let tile = &b[t0 * nb..t1 * nb];
-                                (bytemuck::cast_slice(tile), CodeLayout::Tq2_0, tile, 0.0)
-                            }
-                            TernaryView::Tq1_0(b) => {
-                                let tile = &mut scratch[..nr * nb];
-                                (k.tq1_0_to_tq2_0)(&b[t0 * nb..t1 * nb], tile);
-                                (bytemuck::cast_slice(tile), CodeLayout::Tq2_0, &*tile, 0.0)
-                            }
-                            TernaryView::I2s { codes, scale } => {
-                                (&codes[t0 * nb * 64..t1 * nb * 64], CodeLayout::I2s, &[], scale)
-                            }
-                            // `tiles_fit` let no other view in.
-                            TernaryView::T2p { .. } => return,
-                        };
+                    let tile = tile_codes(&k, m, t0, t1, &mut scratch);
                     let mut scales = [0f32; GEMM_ROW_TILE];
                     for tok in (0..n_tokens).step_by(MAX_TILE_TOKENS) {
                         let nt = MAX_TILE_TOKENS.min(n_tokens - tok);
                         let xa = &x[tok * nb..(tok + nt) * nb];
-                        let mixed = (k.codes_tile)(codes, layout, nr, xa, nt, &mut isum);
+                        let mixed = (k.codes_tile)(tile.codes, tile.layout, nr, xa, nt, &mut isum);
                         if tok == 0 {
                             // After the kernel: the rows' first blocks are in cache by now.
                             for (i, s) in scales[..nr].iter_mut().enumerate() {
-                                *s = match layout {
-                                    CodeLayout::Tq2_0 => tq2[i * nb].d.to_f32(),
-                                    CodeLayout::I2s => i2s_scale,
-                                };
+                                *s = tile.row_scale(i, nb);
                             }
                         }
                         for j in 0..nt {
@@ -222,6 +203,61 @@ fn tiles_fit(m: &TernaryMatrix<'_>, n_tokens: usize) -> bool {
         TernaryView::Tq2_0(_) | TernaryView::I2s { .. } => true,
         TernaryView::Tq1_0(_) => n_tokens >= TQ1_TILE_MIN_TOKENS,
         TernaryView::T2p { .. } => false,
+    }
+}
+
+/// The codes of a tile of rows as the tile kernels read them.
+struct TileCodes<'a> {
+    codes: &'a [u8],
+    layout: CodeLayout,
+    /// The tile's `TQ2_0` blocks (empty for `I2_S`).
+    tq2: &'a [BlockTQ2_0],
+    /// The `I2_S` tensor scale.
+    i2s_scale: f32,
+}
+
+impl TileCodes<'_> {
+    /// Row `i`'s scale: for `TQ2_0` its first block's, valid when the kernel finds the others
+    /// equal.
+    fn row_scale(&self, i: usize, nb: usize) -> f32 {
+        match self.layout {
+            CodeLayout::Tq2_0 => self.tq2[i * nb].d.to_f32(),
+            CodeLayout::I2s => self.i2s_scale,
+        }
+    }
+}
+
+/// Rows `r0..r1` of `m` as a tile; `TQ1_0` rows are rewritten as `TQ2_0` into `scratch`
+/// (at least `(r1 - r0) * nb` blocks). Only views that [`tiles_fit`] admits come here.
+fn tile_codes<'a>(
+    k: &Kernels,
+    m: &TernaryMatrix<'a>,
+    r0: usize,
+    r1: usize,
+    scratch: &'a mut [BlockTQ2_0],
+) -> TileCodes<'a> {
+    let nb = m.blocks_per_row();
+    let (lo, hi) = (r0 * nb, r1 * nb);
+    let tq2 = |b: &'a [BlockTQ2_0]| TileCodes {
+        codes: bytemuck::cast_slice(b),
+        layout: CodeLayout::Tq2_0,
+        tq2: b,
+        i2s_scale: 0.0,
+    };
+    match m.view() {
+        TernaryView::Tq2_0(b) => tq2(&b[lo..hi]),
+        TernaryView::Tq1_0(b) => {
+            let out = &mut scratch[..hi - lo];
+            (k.tq1_0_to_tq2_0)(&b[lo..hi], out);
+            tq2(out)
+        }
+        TernaryView::I2s { codes, scale } => TileCodes {
+            codes: &codes[lo * 64..hi * 64],
+            layout: CodeLayout::I2s,
+            tq2: &[],
+            i2s_scale: scale,
+        },
+        TernaryView::T2p { .. } => unreachable!("tiles_fit admits no T2P matrix"),
     }
 }
 
