@@ -221,7 +221,9 @@ impl TileCodes<'_> {
     /// equal.
     fn row_scale(&self, i: usize, nb: usize) -> f32 {
         match self.layout {
-            CodeLayout::Tq2_0 => self.tq2[i * nb].d.to_f32(),
+            // `to_f32` would check for F16C on every call (one per row in decode); the exact
+            // software conversion inlines to a few integer operations.
+            CodeLayout::Tq2_0 => self.tq2[i * nb].d.to_f32_const(),
             CodeLayout::I2s => self.i2s_scale,
         }
     }
