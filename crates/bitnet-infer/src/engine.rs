@@ -106,9 +106,18 @@ impl SendPtr {
     }
 }
 
-/// RMSNorm of one row, in place (the sum of squares in f64).
+/// RMSNorm of one row, in place (the sum of squares in f64, over eight independent lanes: one
+/// chain of dependent adds took longer than the rest of the norm).
 fn rms_norm_row(x: &mut [f32], w: &[f32], eps: f32) {
-    let ss: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+    let mut lanes = [0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64 * v as f64).sum();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v as f64 * v as f64;
+        }
+    }
+    let ss = lanes.iter().sum::<f64>() + tail;
     let scale = 1.0 / ((ss / w.len() as f64) as f32 + eps).sqrt();
     for (xv, &wv) in x.iter_mut().zip(w) {
         *xv = *xv * scale * wv;

@@ -5,13 +5,18 @@
 //! activations stream past it.
 
 use super::pool::{thread_range, OutPtr};
-use super::tile::{uniform_act_sum, CodeLayout, MAX_TILE_TOKENS};
+use super::tile::{uniform_act_sum, CodeLayout, MAX_TILE_ROWS, MAX_TILE_TOKENS};
 use super::{Kernels, TernaryMatrix, TernaryView, ThreadPool};
 use crate::format::{check_len, BlockQ8K, BlockTQ2_0};
 use crate::Result;
+use half::slice::HalfFloatSliceExt;
 
 /// Rows of one GEMM tile.
 const GEMM_ROW_TILE: usize = 16;
+
+/// Rows of one tile when a single token passes (decode): nothing is reused across tokens, so a
+/// longer tile only spreads the per-call work (scales, outputs) over more rows.
+const GEMV_ROW_TILE: usize = MAX_TILE_ROWS;
 
 /// Kernels plus the thread pool that runs them: one per model.
 #[derive(Debug)]
@@ -103,13 +108,14 @@ impl Matmul {
         let n_threads = self.pool.n_threads();
         let k = self.kernels;
         let any_tq1 = ms.iter().any(|m| matches!(m.view(), TernaryView::Tq1_0(_)));
+        let row_tile = if n_tokens == 1 { GEMV_ROW_TILE } else { GEMM_ROW_TILE };
         self.pool.run(&|tid| {
             let (g0, g1) = thread_range(total, n_threads, tid);
             // TQ1_0 row tiles are rewritten here as TQ2_0 before the tokens pass.
             let zero = BlockTQ2_0 { qs: [0; 64], d: half::f16::ZERO };
-            let mut scratch = if any_tq1 { vec![zero; GEMM_ROW_TILE * nb] } else { Vec::new() };
+            let mut scratch = if any_tq1 { vec![zero; row_tile * nb] } else { Vec::new() };
             // The kernel overwrites the first `rows * tokens` sums of every call.
-            let mut isum = [0i32; GEMM_ROW_TILE * MAX_TILE_TOKENS];
+            let mut isum = [0i32; MAX_TILE_ROWS * MAX_TILE_TOKENS];
             let mut base = 0;
             for (m, out) in ms.iter().zip(&outs) {
                 let rows = m.rows();
@@ -117,19 +123,17 @@ impl Matmul {
                 base += rows;
                 let mut t0 = r0;
                 while t0 < r1 {
-                    let t1 = (t0 + GEMM_ROW_TILE).min(r1);
+                    let t1 = (t0 + row_tile).min(r1);
                     let nr = t1 - t0;
                     let tile = tile_codes(&k, m, t0, t1, &mut scratch);
-                    let mut scales = [0f32; GEMM_ROW_TILE];
+                    let mut scales = [0f32; MAX_TILE_ROWS];
                     for tok in (0..n_tokens).step_by(MAX_TILE_TOKENS) {
                         let nt = MAX_TILE_TOKENS.min(n_tokens - tok);
                         let xa = &x[tok * nb..(tok + nt) * nb];
                         let mixed = (k.codes_tile)(tile.codes, tile.layout, nr, xa, nt, &mut isum);
                         if tok == 0 {
                             // After the kernel: the rows' first blocks are in cache by now.
-                            for (i, s) in scales[..nr].iter_mut().enumerate() {
-                                *s = tile.row_scale(i, nb);
-                            }
+                            tile.row_scales(nb, &mut scales[..nr]);
                         }
                         for j in 0..nt {
                             let t = tok + j;
@@ -140,9 +144,7 @@ impl Matmul {
                             let y = unsafe {
                                 std::slice::from_raw_parts_mut(out.get().add(t * rows + t0), nr)
                             };
-                            for (i, v) in y.iter_mut().enumerate() {
-                                *v = scales[i] * d * (isum[i * nt + j] - s) as f32;
-                            }
+                            scale_sums(y, &scales[..nr], d, s, &isum[j..], nt);
                             let mut bad = mixed;
                             while bad != 0 {
                                 let i = bad.trailing_zeros() as usize;
@@ -217,15 +219,33 @@ struct TileCodes<'a> {
 }
 
 impl TileCodes<'_> {
-    /// Row `i`'s scale: for `TQ2_0` its first block's, valid when the kernel finds the others
-    /// equal.
-    fn row_scale(&self, i: usize, nb: usize) -> f32 {
+    /// Every row's scale: for `TQ2_0` its first block's, valid when the kernel finds the others
+    /// equal. The f16 values are converted together (F16C where present, checked once per call
+    /// rather than once per row).
+    fn row_scales(&self, nb: usize, out: &mut [f32]) {
         match self.layout {
-            // `to_f32` would check for F16C on every call (one per row in decode); the exact
-            // software conversion inlines to a few integer operations.
-            CodeLayout::Tq2_0 => self.tq2[i * nb].d.to_f32_const(),
-            CodeLayout::I2s => self.i2s_scale,
+            CodeLayout::Tq2_0 => {
+                let mut d = [half::f16::ZERO; MAX_TILE_ROWS];
+                let d = &mut d[..out.len()];
+                for (d, b) in d.iter_mut().zip(self.tq2.iter().step_by(nb)) {
+                    *d = b.d;
+                }
+                d.convert_to_f32_slice(out);
+            }
+            CodeLayout::I2s => out.fill(self.i2s_scale),
         }
+    }
+}
+
+/// `y[i] = scale[i] * d * (sums[i * stride] - s)`: one token's outputs of a tile from its
+/// integer sums (`stride` tokens interleaved); the single-token case runs over contiguous
+/// slices, so it compiles to vector code.
+fn scale_sums(y: &mut [f32], scale: &[f32], d: f32, s: i32, sums: &[i32], stride: usize) {
+    let f = |((y, &w), &v): ((&mut f32, &f32), &i32)| *y = w * d * (v - s) as f32;
+    if stride == 1 {
+        y.iter_mut().zip(scale).zip(sums).for_each(f);
+    } else {
+        y.iter_mut().zip(scale).zip(sums.iter().step_by(stride)).for_each(f);
     }
 }
 

@@ -22,7 +22,7 @@ pub struct ActI4 {
 }
 
 /// `127 / max(max|x|, 1e-5)`: the per-token absmax int8 scale.
-#[inline]
+#[inline(always)]
 pub fn act_i8_scale(x: &[f32]) -> f32 {
     127.0 / abs_max(x).max(ACT_EPS)
 }
@@ -30,7 +30,7 @@ pub fn act_i8_scale(x: &[f32]) -> f32 {
 /// `max |x|` (0 for an empty slice; NaNs ignored, as `f32::max` ignores them). The maximum does
 /// not depend on the order, so eight independent lanes run it without a chain of dependent
 /// compares.
-#[inline]
+#[inline(always)]
 pub fn abs_max(x: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = x.chunks_exact(8);
