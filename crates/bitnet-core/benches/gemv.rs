@@ -1,6 +1,8 @@
 //! GEMV throughput (bytes of packed weights per second) on the bitnet-b1.58-2B-4T projection
 //! shapes, per format, kernel path and thread count, beside a streaming read of the same number
 //! of bytes and an f32 GEMV of the same shape, in the same run: `cargo bench -p bitnet-core`.
+//! Also decode's `TQ1_0` whole-row sums (`tq1_0_rows`) beside the per-block dot products of the
+//! same rows, on a cache-resident tile.
 
 use bitnet_core::format::q8k::quantize_row_q8k_per_token;
 use bitnet_core::kernels::baseline::{gemv_f32, stream_read};
@@ -53,5 +55,29 @@ fn gemv(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, gemv);
+fn tq1_0_rows(c: &mut Criterion) {
+    use bitnet_core::format::{tq1_0::quantize_row_tq1_0, QK_K};
+    let (rows, nb) = (64, 10);
+    let mut g = c.benchmark_group(format!("tq1_0_rows_{rows}x{}", nb * QK_K));
+    g.sample_size(20).throughput(Throughput::Elements((rows * nb * QK_K) as u64));
+    let w: Vec<f32> = (0..rows * nb * QK_K).map(|i| (i * 7919 % 3) as f32 - 1.0).collect();
+    let w = quantize_row_tq1_0(&w).unwrap();
+    let x: Vec<f32> = (0..nb * QK_K).map(|i| (i * 31 % 255) as f32 - 127.0).collect();
+    let xq = quantize_row_q8k_per_token(&x).unwrap();
+    let mut out = vec![0i32; rows];
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+        let k = Kernels::new(isa).unwrap();
+        g.bench_function(BenchmarkId::new("rows", isa.name()), |b| {
+            b.iter(|| (k.tq1_0_rows)(black_box(&w), rows, &xq, &mut out))
+        });
+        g.bench_function(BenchmarkId::new("block_dots", isa.name()), |b| {
+            b.iter(|| {
+                w.chunks_exact(nb).map(|r| (k.vec_dot_tq1_0_q8k)(black_box(r), &xq)).sum::<f32>()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, gemv, tq1_0_rows);
 criterion_main!(benches);

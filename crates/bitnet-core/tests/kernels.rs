@@ -172,8 +172,8 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
     }
 }
 
-/// GEMV (exact) and GEMM (within f32 rounding) through the pool, on 1, 2 and 3 threads, equal
-/// the scalar reference row by row.
+/// GEMV and GEMM through the pool, on 1, 2 and 3 threads, equal the scalar reference row by row
+/// within f32 rounding (whole-row sums are scaled once per row, the reference once per block).
 #[test]
 fn threaded_gemv_and_gemm_equal_reference_dots() {
     let mut rng = StdRng::seed_from_u64(5);
@@ -195,11 +195,12 @@ fn threaded_gemv_and_gemm_equal_reference_dots() {
             let mm = Matmul::new(k, threads).unwrap();
             let mut y = vec![0f32; n_tokens * rows];
             mm.gemm(&m, &x, n_tokens, &mut y).unwrap();
-            // Several tokens run TQ1_0 as TQ2_0 tiles: one scaling per row, not per block.
+            // Several tokens run TQ1_0 as TQ2_0 tiles, one token as whole-row trit sums.
             assert_close(&y, &want, &format!("gemm {} threads={threads}", k.isa.name()));
             let mut y1 = vec![0f32; rows];
             mm.gemv(&m, &x[..nb], &mut y1).unwrap();
-            assert_eq!(y1, want[..rows], "gemv {} threads={threads}", k.isa.name());
+            assert_close(&y1, &want[..rows], &format!("gemv {} threads={threads}", k.isa.name()));
+            assert_eq!(y1, y[..rows], "gemv equals the first token of the gemm");
         }
     }
 }
@@ -303,12 +304,18 @@ fn codes_tiles_equal_the_reference_exactly() {
 }
 
 /// GEMM through integer tiles (TQ2_0 with shared and with mixed block scales, I2_S, TQ1_0
-/// rewritten as TQ2_0) equals the per-block reference within f32 rounding, on 1 to 3 threads and
-/// as one group of matrices.
+/// rewritten as TQ2_0 for 19 tokens and summed in place for one) equals the per-block reference
+/// within f32 rounding, on 1 to 3 threads and as one group of matrices.
 #[test]
 fn tiled_gemm_group_equals_reference_dots() {
+    for n_tokens in [19, 1] {
+        tiled_gemm_group_case(n_tokens);
+    }
+}
+
+fn tiled_gemm_group_case(n_tokens: usize) {
     let mut rng = StdRng::seed_from_u64(9);
-    let (cols, n_tokens) = (3 * QK_K, 19);
+    let cols = 3 * QK_K;
     let nb = cols / QK_K;
     let w1 = ternary_values(&mut rng, 29 * cols, 0.02);
     let tq2 = tq2_0::quantize_row_tq2_0(&w1).unwrap();
@@ -346,7 +353,7 @@ fn tiled_gemm_group_equals_reference_dots() {
             let mut refs: Vec<&mut [f32]> = ys.iter_mut().map(|y| y.as_mut_slice()).collect();
             mm.gemm_group(&ms, &x, n_tokens, &mut refs).unwrap();
             for (i, (y, w)) in ys.iter().zip(&want).enumerate() {
-                assert_close(y, w, &format!("{} t{threads} m{i}", k.isa.name()));
+                assert_close(y, w, &format!("{} t{threads} m{i} {n_tokens} tokens", k.isa.name()));
             }
             let mut single = vec![0f32; n_tokens * 29];
             mm.gemm(&ms[0], &x, n_tokens, &mut single).unwrap();
@@ -403,6 +410,41 @@ fn chunked_tiles_of_many_rows_equal_the_reference() {
                 let mut got = vec![0i32; rows * n_tok];
                 let m = (k.codes_tile)(codes, CodeLayout::Tq2_0, rows, xa, n_tok, &mut got);
                 assert_eq!((m, &got), (mask, &want), "{} {nb} blocks {n_tok}", k.isa.name());
+            }
+        }
+    }
+}
+
+/// Whole-row TQ1_0 sums for one token equal the reference on every path, exactly: random rows of
+/// awkward lengths, a row with a block at another scale (flagged in the mask), and the extreme
+/// row (every trit 2 against activations of -128) that must not overflow the i16 sums.
+#[test]
+fn tq1_0_rows_equal_the_reference_exactly() {
+    use bitnet_core::kernels::tile::tq1_0_rows;
+    let mut rng = StdRng::seed_from_u64(14);
+    let rows = 37;
+    for nb in AWKWARD_BLOCKS.into_iter().filter(|&nb| nb <= 129) {
+        let n = nb * QK_K;
+        let mut w = ternary_values(&mut rng, rows * n, 0.5);
+        w[..n].iter_mut().for_each(|v| *v = 0.5);
+        if nb > 1 {
+            w[20 * n + QK_K..20 * n + 2 * QK_K].iter_mut().for_each(|v| *v *= 3.0);
+        }
+        let tq1 = tq1_0::quantize_row_tq1_0(&w).unwrap();
+        for extreme in [false, true] {
+            let mut a = activations(&mut rng, n, true);
+            if extreme {
+                a.iter_mut().for_each(|b| b.qs = [-128; QK_K]);
+            }
+            let mut want = vec![0i32; rows];
+            let mask = tq1_0_rows(&tq1, rows, &a, &mut want);
+            assert_eq!(mask, if nb > 1 { 1 << 20 } else { 0 }, "{nb} blocks");
+            let row0: i32 = a.iter().flat_map(|b| b.qs).map(|q| 2 * q as i32).sum();
+            assert_eq!(want[0], row0, "row of +1 weights, {nb} blocks");
+            for k in simd_paths() {
+                let mut got = vec![0i32; rows];
+                let m = (k.tq1_0_rows)(&tq1, rows, &a, &mut got);
+                assert_eq!((m, &got), (mask, &want), "{} {nb} blocks", k.isa.name());
             }
         }
     }

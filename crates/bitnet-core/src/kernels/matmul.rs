@@ -7,7 +7,7 @@
 use super::pool::{thread_range, OutPtr};
 use super::tile::{uniform_act_sum, CodeLayout, MAX_TILE_ROWS, MAX_TILE_TOKENS};
 use super::{Kernels, TernaryMatrix, TernaryView, ThreadPool};
-use crate::format::{check_len, BlockQ8K, BlockTQ2_0};
+use crate::format::{check_len, BlockQ8K, BlockTQ1_0, BlockTQ2_0};
 use crate::Result;
 use half::slice::HalfFloatSliceExt;
 
@@ -78,7 +78,7 @@ impl Matmul {
             check_len("gemm output", n_tokens * m.rows(), y.len())?;
         }
         let k = self.kernels;
-        if ms.iter().all(|m| tiles_fit(m, n_tokens)) {
+        if ms.iter().all(tiles_fit) {
             if let Some(acts) = token_sums(x, nb, n_tokens) {
                 return self.gemm_tiles(ms, x, nb, &acts, ys);
             }
@@ -107,7 +107,8 @@ impl Matmul {
         let total: usize = ms.iter().map(|m| m.rows()).sum();
         let n_threads = self.pool.n_threads();
         let k = self.kernels;
-        let any_tq1 = ms.iter().any(|m| matches!(m.view(), TernaryView::Tq1_0(_)));
+        let any_tq1 = n_tokens >= TQ1_TILE_MIN_TOKENS
+            && ms.iter().any(|m| matches!(m.view(), TernaryView::Tq1_0(_)));
         let row_tile = if n_tokens == 1 { GEMV_ROW_TILE } else { GEMM_ROW_TILE };
         self.pool.run(&|tid| {
             let (g0, g1) = thread_range(total, n_threads, tid);
@@ -125,12 +126,12 @@ impl Matmul {
                 while t0 < r1 {
                     let t1 = (t0 + row_tile).min(r1);
                     let nr = t1 - t0;
-                    let tile = tile_codes(&k, m, t0, t1, &mut scratch);
+                    let tile = tile_codes(&k, m, t0, t1, n_tokens, &mut scratch);
                     let mut scales = [0f32; MAX_TILE_ROWS];
                     for tok in (0..n_tokens).step_by(MAX_TILE_TOKENS) {
                         let nt = MAX_TILE_TOKENS.min(n_tokens - tok);
                         let xa = &x[tok * nb..(tok + nt) * nb];
-                        let mixed = (k.codes_tile)(tile.codes, tile.layout, nr, xa, nt, &mut isum);
+                        let mixed = tile.sums(&k, nr, xa, nt, &mut isum);
                         if tok == 0 {
                             // After the kernel: the rows' first blocks are in cache by now.
                             tile.row_scales(nb, &mut scales[..nr]);
@@ -194,18 +195,13 @@ impl Matmul {
     }
 }
 
-/// Tokens from which `TQ1_0` rows are rewritten as `TQ2_0` tiles: below it, decoding the trits
-/// inside each dot product costs less than rewriting them first.
+/// Tokens from which `TQ1_0` rows are rewritten as `TQ2_0` tiles: below it (decode), the trits
+/// are decoded inside one whole-row sum instead ([`Kernels::tq1_0_rows`]).
 const TQ1_TILE_MIN_TOKENS: usize = 2;
 
-/// Whether `m` runs as integer tiles for `n_tokens` tokens: 2-bit layouts always, `TQ1_0` from
-/// [`TQ1_TILE_MIN_TOKENS`] on (rewritten as `TQ2_0` a row tile at a time).
-fn tiles_fit(m: &TernaryMatrix<'_>, n_tokens: usize) -> bool {
-    match m.view() {
-        TernaryView::Tq2_0(_) | TernaryView::I2s { .. } => true,
-        TernaryView::Tq1_0(_) => n_tokens >= TQ1_TILE_MIN_TOKENS,
-        TernaryView::T2p { .. } => false,
-    }
+/// Whether `m` runs as integer tiles: every layout but the per-block-scaled `T2P` repack.
+fn tiles_fit(m: &TernaryMatrix<'_>) -> bool {
+    !matches!(m.view(), TernaryView::T2p { .. })
 }
 
 /// The codes of a tile of rows as the tile kernels read them.
@@ -214,26 +210,85 @@ struct TileCodes<'a> {
     layout: CodeLayout,
     /// The tile's `TQ2_0` blocks (empty for `I2_S`).
     tq2: &'a [BlockTQ2_0],
+    /// The tile's `TQ1_0` blocks when they are summed as they are (one token); empty otherwise.
+    tq1: &'a [BlockTQ1_0],
     /// The `I2_S` tensor scale.
     i2s_scale: f32,
 }
 
 impl TileCodes<'_> {
-    /// Every row's scale: for `TQ2_0` its first block's, valid when the kernel finds the others
-    /// equal. The f16 values are converted together (F16C where present, checked once per call
-    /// rather than once per row).
-    fn row_scales(&self, nb: usize, out: &mut [f32]) {
-        match self.layout {
-            CodeLayout::Tq2_0 => {
-                let mut d = [half::f16::ZERO; MAX_TILE_ROWS];
-                let d = &mut d[..out.len()];
-                for (d, b) in d.iter_mut().zip(self.tq2.iter().step_by(nb)) {
-                    *d = b.d;
-                }
-                d.convert_to_f32_slice(out);
-            }
-            CodeLayout::I2s => out.fill(self.i2s_scale),
+    /// The tile's integer sums for `n_tok` tokens of activations `a` ([`CodesTile`] contract).
+    ///
+    /// [`CodesTile`]: super::tile::CodesTile
+    fn sums(&self, k: &Kernels, rows: usize, a: &[BlockQ8K], n_tok: usize, out: &mut [i32]) -> u64 {
+        if self.tq1.is_empty() {
+            (k.codes_tile)(self.codes, self.layout, rows, a, n_tok, out)
+        } else {
+            debug_assert_eq!(n_tok, 1);
+            (k.tq1_0_rows)(self.tq1, rows, a, out)
         }
+    }
+
+    /// Every row's scale: its first block's, valid when the kernel finds the others equal. The
+    /// f16 values are converted together (F16C where present, checked once per call rather than
+    /// once per row).
+    fn row_scales(&self, nb: usize, out: &mut [f32]) {
+        let mut d = [half::f16::ZERO; MAX_TILE_ROWS];
+        let d = &mut d[..out.len()];
+        if !self.tq1.is_empty() {
+            d.iter_mut().zip(self.tq1.iter().step_by(nb)).for_each(|(d, b)| *d = b.d);
+        } else if self.layout == CodeLayout::Tq2_0 {
+            d.iter_mut().zip(self.tq2.iter().step_by(nb)).for_each(|(d, b)| *d = b.d);
+        } else {
+            out.fill(self.i2s_scale);
+            return;
+        }
+        d.convert_to_f32_slice(out);
+    }
+}
+
+/// Rows `r0..r1` of `m` as a tile for `n_tokens` tokens; from [`TQ1_TILE_MIN_TOKENS`] on,
+/// `TQ1_0` rows are rewritten as `TQ2_0` into `scratch` (at least `(r1 - r0) * nb` blocks).
+/// Only views that [`tiles_fit`] admits come here.
+fn tile_codes<'a>(
+    k: &Kernels,
+    m: &TernaryMatrix<'a>,
+    r0: usize,
+    r1: usize,
+    n_tokens: usize,
+    scratch: &'a mut [BlockTQ2_0],
+) -> TileCodes<'a> {
+    let nb = m.blocks_per_row();
+    let (lo, hi) = (r0 * nb, r1 * nb);
+    let tq2 = |b: &'a [BlockTQ2_0]| TileCodes {
+        codes: bytemuck::cast_slice(b),
+        layout: CodeLayout::Tq2_0,
+        tq2: b,
+        tq1: &[],
+        i2s_scale: 0.0,
+    };
+    match m.view() {
+        TernaryView::Tq2_0(b) => tq2(&b[lo..hi]),
+        TernaryView::Tq1_0(b) if n_tokens < TQ1_TILE_MIN_TOKENS => TileCodes {
+            codes: &[],
+            layout: CodeLayout::Tq2_0,
+            tq2: &[],
+            tq1: &b[lo..hi],
+            i2s_scale: 0.0,
+        },
+        TernaryView::Tq1_0(b) => {
+            let out = &mut scratch[..hi - lo];
+            (k.tq1_0_to_tq2_0)(&b[lo..hi], out);
+            tq2(out)
+        }
+        TernaryView::I2s { codes, scale } => TileCodes {
+            codes: &codes[lo * 64..hi * 64],
+            layout: CodeLayout::I2s,
+            tq2: &[],
+            tq1: &[],
+            i2s_scale: scale,
+        },
+        TernaryView::T2p { .. } => unreachable!("tiles_fit admits no T2P matrix"),
     }
 }
 
@@ -246,40 +301,6 @@ fn scale_sums(y: &mut [f32], scale: &[f32], d: f32, s: i32, sums: &[i32], stride
         y.iter_mut().zip(scale).zip(sums).for_each(f);
     } else {
         y.iter_mut().zip(scale).zip(sums.iter().step_by(stride)).for_each(f);
-    }
-}
-
-/// Rows `r0..r1` of `m` as a tile; `TQ1_0` rows are rewritten as `TQ2_0` into `scratch`
-/// (at least `(r1 - r0) * nb` blocks). Only views that [`tiles_fit`] admits come here.
-fn tile_codes<'a>(
-    k: &Kernels,
-    m: &TernaryMatrix<'a>,
-    r0: usize,
-    r1: usize,
-    scratch: &'a mut [BlockTQ2_0],
-) -> TileCodes<'a> {
-    let nb = m.blocks_per_row();
-    let (lo, hi) = (r0 * nb, r1 * nb);
-    let tq2 = |b: &'a [BlockTQ2_0]| TileCodes {
-        codes: bytemuck::cast_slice(b),
-        layout: CodeLayout::Tq2_0,
-        tq2: b,
-        i2s_scale: 0.0,
-    };
-    match m.view() {
-        TernaryView::Tq2_0(b) => tq2(&b[lo..hi]),
-        TernaryView::Tq1_0(b) => {
-            let out = &mut scratch[..hi - lo];
-            (k.tq1_0_to_tq2_0)(&b[lo..hi], out);
-            tq2(out)
-        }
-        TernaryView::I2s { codes, scale } => TileCodes {
-            codes: &codes[lo * 64..hi * 64],
-            layout: CodeLayout::I2s,
-            tq2: &[],
-            i2s_scale: scale,
-        },
-        TernaryView::T2p { .. } => unreachable!("tiles_fit admits no T2P matrix"),
     }
 }
 

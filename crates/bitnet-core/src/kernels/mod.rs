@@ -111,6 +111,8 @@ pub struct Kernels {
     /// `TQ1_0` blocks rewritten as `TQ2_0` blocks (same codes, same scales), so prefill can run
     /// 1.6-bit rows through the 2-bit tiles.
     pub tq1_0_to_tq2_0: fn(&[BlockTQ1_0], &mut [BlockTQ2_0]),
+    /// Whole-row sums of `TQ1_0` rows for one token ([`tile::Tq1Rows`]).
+    pub tq1_0_rows: tile::Tq1Rows,
 }
 
 impl Kernels {
@@ -147,6 +149,7 @@ impl Kernels {
             vec_dot_t2p_q8k: scalar::vec_dot_t2p_q8k,
             codes_tile: tile::codes_tile,
             tq1_0_to_tq2_0: tile::tq1_0_to_tq2_0,
+            tq1_0_rows: tile::tq1_0_rows,
         }
     }
 

@@ -71,6 +71,12 @@ pub type CodesTile = fn(
     out: &mut [i32],
 ) -> u64;
 
+/// `out[r] = sum_c trit[r, c] * a[c]` (trits 0, 1, 2) for `rows` consecutive `TQ1_0` rows of
+/// `a.len()` blocks each and one token: decode's whole-row sums, read straight from the 1.6-bit
+/// packing. Returns the mask of rows whose blocks do not all share their first block's scale,
+/// as [`CodesTile`] does.
+pub type Tq1Rows = fn(w: &[BlockTQ1_0], rows: usize, a: &[BlockQ8K], out: &mut [i32]) -> u64;
+
 /// Rows one tile call covers at most.
 pub const MAX_TILE_ROWS: usize = 64;
 
@@ -98,6 +104,32 @@ pub(crate) fn tile_blocks(
     assert_eq!(nb * n_tok, a.len(), "activations of whole tokens");
     assert!(w.len() >= rows * nb * layout.stride(), "codes of {rows} x {nb} blocks");
     nb
+}
+
+/// Checks the lengths a [`Tq1Rows`] relies on and returns the blocks per row.
+#[inline]
+pub(crate) fn tq1_rows_blocks(w: &[BlockTQ1_0], rows: usize, a: &[BlockQ8K], out: &[i32]) -> usize {
+    assert!(rows <= MAX_TILE_ROWS, "tile of {rows} rows");
+    assert!(out.len() >= rows, "output of {rows} rows");
+    assert!(w.len() >= rows * a.len(), "TQ1_0 codes of {rows} x {} blocks", a.len());
+    a.len()
+}
+
+/// The reference [`Tq1Rows`]: plain loops over every trit.
+pub fn tq1_0_rows(w: &[BlockTQ1_0], rows: usize, a: &[BlockQ8K], out: &mut [i32]) -> u64 {
+    let nb = tq1_rows_blocks(w, rows, a, out);
+    let mut mixed = 0u64;
+    for (r, o) in out[..rows].iter_mut().enumerate() {
+        let row = &w[r * nb..(r + 1) * nb];
+        let same = row.iter().all(|b| b.d.to_bits() == row[0].d.to_bits());
+        mixed |= (!same as u64) << r;
+        *o = row
+            .iter()
+            .zip(a)
+            .map(|(wb, ab)| (0..QK_K).map(|i| wb.code(i) as i32 * ab.qs[i] as i32).sum::<i32>())
+            .sum();
+    }
+    mixed
 }
 
 /// The reference tile: plain loops over every weight.

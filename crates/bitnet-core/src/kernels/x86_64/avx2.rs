@@ -23,6 +23,8 @@ pub(crate) fn table() -> Kernels {
         },
         // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
         tq1_0_to_tq2_0: |s, d| unsafe { tq1_0_to_tq2_0(s, d) },
+        // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
+        tq1_0_rows: |w, r, a, o| unsafe { tq1_0_rows(w, r, a, o) },
     }
 }
 
@@ -243,6 +245,48 @@ pub unsafe fn tq1_0_to_tq2_0(src: &[BlockTQ1_0], dst: &mut [BlockTQ2_0]) {
         }
         d.d = s.d;
     }
+}
+
+/// How far ahead of the block being multiplied a `TQ1_0` row is prefetched.
+const TQ1_PREFETCH: usize = 4096;
+
+/// [`crate::kernels::tile::tq1_0_rows`] on AVX2: the trit planes of [`tq1_0_planes`] into i16
+/// sums, widened every 4 blocks (a block adds at most 8 × 2 × 2 × 128 = 4096 to a lane) and
+/// reduced once per row: no per-block reduction or scaling.
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn tq1_0_rows(w: &[BlockTQ1_0], rows: usize, a: &[BlockQ8K], out: &mut [i32]) -> u64 {
+    let nb = crate::kernels::tile::tq1_rows_blocks(w, rows, a, out);
+    let ones = _mm256_set1_epi16(1);
+    let mut mixed = 0u64;
+    for (r, o) in out[..rows].iter_mut().enumerate() {
+        let row = &w[r * nb..(r + 1) * nb];
+        let d0 = row.first().map_or(0, |b| b.d.to_bits());
+        let (mut acc32, mut acc16) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        let mut m = 0u16;
+        for (b, (wb, ab)) in row.iter().zip(a).enumerate() {
+            let wp = (wb as *const BlockTQ1_0).cast::<i8>();
+            // A hint only: it never faults, even past the end of `w`.
+            _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(TQ1_PREFETCH));
+            m |= wb.d.to_bits() ^ d0;
+            let x = bytemuck::cast_slice::<i8, u8>(ab.qs.as_slice());
+            for (n, pn) in tq1_0_planes(wb).into_iter().enumerate() {
+                acc16 = mac(acc16, pn, load(x, 32 * n));
+            }
+            if b % 4 == 3 || b + 1 == nb {
+                acc32 = _mm256_add_epi32(acc32, _mm256_madd_epi16(acc16, ones));
+                acc16 = _mm256_setzero_si256();
+            }
+        }
+        let s = _mm_add_epi32(_mm256_castsi256_si128(acc32), _mm256_extracti128_si256::<1>(acc32));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        *o = _mm_cvtsi128_si32(s);
+        mixed |= ((m != 0) as u64) << r;
+    }
+    mixed
 }
 
 /// `TQ1_0` · int8 (see [`tq1_0_block_isum`]).

@@ -29,6 +29,10 @@ macro_rules! avx512_kernels {
                 tq1_0_to_tq2_0: |s, d| unsafe {
                     crate::kernels::x86_64::avx2::tq1_0_to_tq2_0(s, d)
                 },
+                // SAFETY: AVX-512 paths imply AVX2 (`Isa::is_available`).
+                tq1_0_rows: |w, r, a, o| unsafe {
+                    crate::kernels::x86_64::avx2::tq1_0_rows(w, r, a, o)
+                },
             }
         }
 
