@@ -56,6 +56,8 @@ struct Scratch {
     /// (cos, sin) of every token's RoPE angles, (n, head_dim / 2).
     rope: Vec<(f32, f32)>,
     logits: Vec<f32>,
+    /// Attention's per-thread scores and value sums (`threads × (positions + head_dim)`).
+    attn: Vec<f32>,
     acts: Acts,
 }
 
@@ -302,12 +304,12 @@ impl Engine {
         match w.matrix()? {
             MatrixRef::Ternary(m) => {
                 quantize_tokens(self.matmul.pool(), x, w.cols, &mut acts.i8)
-                    .map_err(InferError::core(ctx()))?;
-                self.matmul.gemm(&m, &acts.i8, n, y).map_err(InferError::core(ctx()))?;
+                    .map_err(InferError::core_with(ctx))?;
+                self.matmul.gemm(&m, &acts.i8, n, y).map_err(InferError::core_with(ctx))?;
             }
             MatrixRef::Quant(m) => {
-                acts.quant.quantize(m.act_kind(), x, w.cols).map_err(InferError::core(ctx()))?;
-                self.matmul.gemm_quant(&m, &acts.quant, y).map_err(InferError::core(ctx()))?;
+                acts.quant.quantize(m.act_kind(), x, w.cols).map_err(InferError::core_with(ctx))?;
+                self.matmul.gemm_quant(&m, &acts.quant, y).map_err(InferError::core_with(ctx))?;
             }
         }
         if w.out_scale != 1.0 {
@@ -318,39 +320,51 @@ impl Engine {
 
     /// Several linear layers on the same input (Q, K, V; gate, up): ternary ones share one
     /// activation quantization and one pass of the thread pool.
-    fn linear_group(
+    fn linear_group<const N: usize>(
         &self,
-        ws: &[&Linear],
+        ws: [&Linear; N],
         x: &[f32],
         n: usize,
         acts: &mut Acts,
-        ys: &mut [&mut Vec<f32>],
+        ys: [&mut Vec<f32>; N],
     ) -> Result<()> {
-        let mut ms = Vec::with_capacity(ws.len());
-        for w in ws {
+        const { assert!(N > 0) };
+        let mut ms = [None; N];
+        for (m, w) in ms.iter_mut().zip(ws) {
             match w.matrix()? {
-                MatrixRef::Ternary(m) if w.out_scale == 1.0 && w.cols == ws[0].cols => ms.push(m),
-                _ => break,
+                MatrixRef::Ternary(t) if w.out_scale == 1.0 && w.cols == ws[0].cols => *m = Some(t),
+                _ => return self.linear_each(ws, x, n, acts, ys),
             }
         }
-        if ms.len() < ws.len() {
-            for (w, y) in ws.iter().zip(ys.iter_mut()) {
-                self.linear(w, x, n, acts, y)?;
-            }
-            return Ok(());
+        let Some(first) = ms[0] else { return self.linear_each(ws, x, n, acts, ys) };
+        let mut fused = [first; N];
+        for (f, m) in fused.iter_mut().zip(ms) {
+            *f = m.unwrap_or(first);
         }
-        let ctx = || {
-            let names: Vec<&str> = ws.iter().map(|w| w.name.as_str()).collect();
-            names.join(", ")
-        };
+        let ctx = || ws.map(|w| w.name.as_str()).join(", ");
         quantize_tokens(self.matmul.pool(), x, ws[0].cols, &mut acts.i8)
-            .map_err(InferError::core(ctx()))?;
-        let mut outs: Vec<&mut [f32]> = Vec::with_capacity(ws.len());
+            .map_err(InferError::core_with(ctx))?;
+        let mut ys = ys;
         for (w, y) in ws.iter().zip(ys.iter_mut()) {
             y.resize(n * w.rows, 0.0);
-            outs.push(y.as_mut_slice());
         }
-        self.matmul.gemm_group(&ms, &acts.i8, n, &mut outs).map_err(InferError::core(ctx()))
+        let mut outs = ys.map(|y| y.as_mut_slice());
+        self.matmul.gemm_group(&fused, &acts.i8, n, &mut outs).map_err(InferError::core_with(ctx))
+    }
+
+    /// [`Engine::linear_group`]'s layers one by one (any of them not a plain ternary matrix).
+    fn linear_each<const N: usize>(
+        &self,
+        ws: [&Linear; N],
+        x: &[f32],
+        n: usize,
+        acts: &mut Acts,
+        ys: [&mut Vec<f32>; N],
+    ) -> Result<()> {
+        for (w, y) in ws.into_iter().zip(ys) {
+            self.linear(w, x, n, acts, y)?;
+        }
+        Ok(())
     }
 
     /// The (cos, sin) of every RoPE angle of tokens at `pos0..pos0 + n`.
@@ -385,8 +399,9 @@ impl Engine {
         }
     }
 
-    /// Causal attention of `n` queries at positions `pos0..` over one layer's cache (`kt`: one
-    /// blocked key cache per kv head, [`attn`]; `vc`: positions × kv_dim), into `o`.
+    /// Causal attention of the queries at positions `pos` over one layer's cache (`kt`: one
+    /// blocked key cache per kv head, [`attn`]; `vc`: positions × kv_dim), into `o`; `scratch`
+    /// holds each thread's scores.
     ///
     /// Every score is summed over the head dimension in order, as a plain dot product would, but
     /// a block of positions advances together: the vector lanes run across positions.
@@ -395,10 +410,11 @@ impl Engine {
         q: &[f32],
         kt: &[f32],
         vc: &[f32],
-        pos0: usize,
-        n: usize,
+        pos: std::ops::Range<usize>,
         o: &mut Vec<f32>,
+        scratch: &mut Vec<f32>,
     ) -> Result<()> {
+        let (pos0, n) = (pos.start, pos.len());
         let c = self.config();
         let (d, nh, kvd) = (c.head_dim, c.n_heads, c.kv_dim());
         let group = nh / c.n_kv_heads;
@@ -407,11 +423,21 @@ impl Engine {
         let scale = 1.0 / (d as f32).sqrt();
         let n_threads = self.matmul.n_threads();
         let jobs = n * nh;
+        // Grows to the longest context seen, then is reused: no allocation per token.
+        let per_thread = pos0 + n + d;
+        if scratch.len() < n_threads * per_thread {
+            scratch.resize(n_threads * per_thread, 0.0);
+        }
+        let scratch = SendPtr(scratch.as_mut_ptr());
         self.matmul
             .pool()
             .run(&|tid| {
-                let mut scores = vec![0.0f32; pos0 + n];
-                let mut acc = vec![0.0f32; d];
+                // SAFETY: thread `tid` alone uses floats `tid * per_thread ..` of the scratch
+                // buffer (resized above to hold every thread's), which outlives `run`.
+                let mine = unsafe {
+                    std::slice::from_raw_parts_mut(scratch.get().add(tid * per_thread), per_thread)
+                };
+                let (scores, acc) = mine.split_at_mut(pos0 + n);
                 // Interleaved jobs: later tokens attend to more positions, so contiguous ranges
                 // would leave the last thread with most of the work.
                 for j in (tid..jobs).step_by(n_threads) {
@@ -432,7 +458,7 @@ impl Engine {
                         *s = (*s - max).exp();
                         sum += *s;
                     }
-                    weighted_values(sc, &vc[kvh * d..], kvd, &mut acc);
+                    weighted_values(sc, &vc[kvh * d..], kvd, acc);
                     let inv = 1.0 / sum;
                     for (i, &a) in acc.iter().enumerate() {
                         // SAFETY: job j owns o[(t*nh + h)*d .. +d], inside o (len n*nh*d).
@@ -468,7 +494,7 @@ impl Engine {
         for (l, lw) in w.layers.iter().enumerate() {
             rms_norm_into(pool, &s.x, &lw.attn_norm, eps, &mut s.h)?;
             let qkv = [&lw.wq, &lw.wk, &lw.wv];
-            self.linear_group(&qkv, &s.h, n, &mut s.acts, &mut [&mut s.q, &mut s.k, &mut s.v])?;
+            self.linear_group(qkv, &s.h, n, &mut s.acts, [&mut s.q, &mut s.k, &mut s.v])?;
             self.rope(&mut s.q, c.n_heads, &s.rope);
             self.rope(&mut s.k, c.n_kv_heads, &s.rope);
             let k_head = key_cache_len(c.head_dim, ctx);
@@ -477,7 +503,8 @@ impl Engine {
             let layer = l * ctx * kvd..(l + 1) * ctx * kvd;
             let new = l * ctx * kvd + pos0 * kvd..l * ctx * kvd + (pos0 + n) * kvd;
             v_cache[new].copy_from_slice(&s.v);
-            self.attention(&s.q, &k_cache[k_layer], &v_cache[layer], pos0, n, &mut s.o)?;
+            let (kl, vl) = (&k_cache[k_layer], &v_cache[layer]);
+            self.attention(&s.q, kl, vl, pos0..pos0 + n, &mut s.o, &mut s.attn)?;
             if let Some(sn) = &lw.attn_sub_norm {
                 rms_norm(pool, &mut s.o, sn, eps)?;
             }
@@ -486,7 +513,7 @@ impl Engine {
 
             rms_norm_into(pool, &s.x, &lw.ffn_norm, eps, &mut s.h)?;
             let gate_up = [&lw.w_gate, &lw.w_up];
-            self.linear_group(&gate_up, &s.h, n, &mut s.acts, &mut [&mut s.gate, &mut s.up])?;
+            self.linear_group(gate_up, &s.h, n, &mut s.acts, [&mut s.gate, &mut s.up])?;
             gated_activation(pool, c.ffn_act, &mut s.gate, &s.up, lw.w_up.rows)?;
             if let Some(sn) = &lw.ffn_sub_norm {
                 rms_norm(pool, &mut s.gate, sn, eps)?;

@@ -68,9 +68,15 @@ impl InferError {
         InferError::Io { path: path.display().to_string(), source }
     }
 
+    /// Wraps a core error with what was being done; `what` becomes a `String` only on error, so
+    /// the success path allocates nothing.
     pub(crate) fn core(what: impl Into<String>) -> impl FnOnce(CoreError) -> Self {
-        let what = what.into();
-        move |source| InferError::Core { what, source }
+        move |source| InferError::Core { what: what.into(), source }
+    }
+
+    /// [`InferError::core`] with the context built only on error.
+    pub(crate) fn core_with(what: impl FnOnce() -> String) -> impl FnOnce(CoreError) -> Self {
+        move |source| InferError::Core { what: what(), source }
     }
 }
 

@@ -40,20 +40,30 @@ pub fn nibble(qs: &[u8; QK8_0 / 2], i: usize) -> u8 {
 
 /// `x = (q - 8) * d`.
 pub fn dequantize_row_q4_0(blocks: &[BlockQ4_0]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(blocks.len() * QK8_0);
-    for b in blocks {
-        let d = b.d.to_f32();
-        out.extend((0..QK8_0).map(|i| (nibble(&b.qs, i) as i32 - 8) as f32 * d));
-    }
+    let mut out = vec![0.0; blocks.len() * QK8_0];
+    dequantize_row_q4_0_into(blocks, &mut out);
     out
+}
+
+/// [`dequantize_row_q4_0`] into `out` (`blocks.len() * 32` values).
+pub fn dequantize_row_q4_0_into(blocks: &[BlockQ4_0], out: &mut [f32]) {
+    for (b, o) in blocks.iter().zip(out.chunks_exact_mut(QK8_0)) {
+        let d = b.d.to_f32();
+        o.iter_mut().enumerate().for_each(|(i, o)| *o = (nibble(&b.qs, i) as i32 - 8) as f32 * d);
+    }
 }
 
 /// `x = q * d + m`.
 pub fn dequantize_row_q4_1(blocks: &[BlockQ4_1]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(blocks.len() * QK8_0);
-    for b in blocks {
-        let (d, m) = (b.d.to_f32(), b.m.to_f32());
-        out.extend((0..QK8_0).map(|i| nibble(&b.qs, i) as f32 * d + m));
-    }
+    let mut out = vec![0.0; blocks.len() * QK8_0];
+    dequantize_row_q4_1_into(blocks, &mut out);
     out
+}
+
+/// [`dequantize_row_q4_1`] into `out` (`blocks.len() * 32` values).
+pub fn dequantize_row_q4_1_into(blocks: &[BlockQ4_1], out: &mut [f32]) {
+    for (b, o) in blocks.iter().zip(out.chunks_exact_mut(QK8_0)) {
+        let (d, m) = (b.d.to_f32(), b.m.to_f32());
+        o.iter_mut().enumerate().for_each(|(i, o)| *o = nibble(&b.qs, i) as f32 * d + m);
+    }
 }

@@ -53,13 +53,20 @@ impl BlockQ6K {
 
 /// `x = d * scales[g] * code`.
 pub fn dequantize_row_q6_k(blocks: &[BlockQ6K]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(blocks.len() * QK_K);
-    for b in blocks {
+    let mut out = vec![0.0; blocks.len() * QK_K];
+    dequantize_row_q6_k_into(blocks, &mut out);
+    out
+}
+
+/// [`dequantize_row_q6_k`] into `out` (`blocks.len() * 256` values).
+pub fn dequantize_row_q6_k_into(blocks: &[BlockQ6K], out: &mut [f32]) {
+    for (b, o) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
         let d = b.d.to_f32();
         let codes = b.codes();
-        out.extend((0..QK_K).map(|i| d * b.scale_of(i) as f32 * codes[i] as f32));
+        for (i, o) in o.iter_mut().enumerate() {
+            *o = d * b.scale_of(i) as f32 * codes[i] as f32;
+        }
     }
-    out
 }
 
 /// ggml's `nearest_int`: round half to even (the magic-number trick, valid below 2^22).

@@ -47,28 +47,52 @@ fn quantize_block(xb: &[f32]) -> (f32, [i8; QK8_0]) {
 
 /// ggml's `quantize_row_q8_0_ref`.
 pub fn quantize_row_q8_0(x: &[f32]) -> Result<Vec<BlockQ8_0>> {
+    let mut out = Vec::new();
+    quantize_row_q8_0_into(x, &mut out)?;
+    Ok(out)
+}
+
+/// [`quantize_row_q8_0`] into `out` (cleared first), reusing its allocation.
+pub fn quantize_row_q8_0_into(x: &[f32], out: &mut Vec<BlockQ8_0>) -> Result<()> {
     check_multiple("quantize_row_q8_0", x.len(), QK8_0)?;
-    Ok(x.chunks_exact(QK8_0)
-        .map(|xb| {
-            let (d, qs) = quantize_block(xb);
-            BlockQ8_0 { d: f16::from_f32(d), qs }
-        })
-        .collect())
+    out.clear();
+    out.extend(x.chunks_exact(QK8_0).map(|xb| {
+        let (d, qs) = quantize_block(xb);
+        BlockQ8_0 { d: f16::from_f32(d), qs }
+    }));
+    Ok(())
 }
 
 /// ggml's `quantize_row_q8_1_ref`: as `Q8_0`, plus `s = d * sum(q)`.
 pub fn quantize_row_q8_1(x: &[f32]) -> Result<Vec<BlockQ8_1>> {
+    let mut out = Vec::new();
+    quantize_row_q8_1_into(x, &mut out)?;
+    Ok(out)
+}
+
+/// [`quantize_row_q8_1`] into `out` (cleared first), reusing its allocation.
+pub fn quantize_row_q8_1_into(x: &[f32], out: &mut Vec<BlockQ8_1>) -> Result<()> {
     check_multiple("quantize_row_q8_1", x.len(), QK8_0)?;
-    Ok(x.chunks_exact(QK8_0)
-        .map(|xb| {
-            let (d, qs) = quantize_block(xb);
-            let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-            BlockQ8_1 { d: f16::from_f32(d), s: f16::from_f32(sum as f32 * d), qs }
-        })
-        .collect())
+    out.clear();
+    out.extend(x.chunks_exact(QK8_0).map(|xb| {
+        let (d, qs) = quantize_block(xb);
+        let sum: i32 = qs.iter().map(|&q| q as i32).sum();
+        BlockQ8_1 { d: f16::from_f32(d), s: f16::from_f32(sum as f32 * d), qs }
+    }));
+    Ok(())
 }
 
 /// `x = q * d`.
 pub fn dequantize_row_q8_0(blocks: &[BlockQ8_0]) -> Vec<f32> {
-    blocks.iter().flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d.to_f32())).collect()
+    let mut out = vec![0.0; blocks.len() * QK8_0];
+    dequantize_row_q8_0_into(blocks, &mut out);
+    out
+}
+
+/// [`dequantize_row_q8_0`] into `out` (`blocks.len() * 32` values).
+pub fn dequantize_row_q8_0_into(blocks: &[BlockQ8_0], out: &mut [f32]) {
+    for (b, o) in blocks.iter().zip(out.chunks_exact_mut(QK8_0)) {
+        let d = b.d.to_f32();
+        o.iter_mut().zip(&b.qs).for_each(|(o, &q)| *o = q as f32 * d);
+    }
 }

@@ -50,27 +50,34 @@ impl BlockQ8K {
 /// ggml's `quantize_row_q8K_ref`: per block, the value of largest magnitude maps to -127
 /// (`iscale = -127 / max`, round half to even, `min(127, q)`), `d = 1 / iscale`.
 pub fn quantize_row_q8k(x: &[f32]) -> Result<Vec<BlockQ8K>> {
+    let mut out = Vec::new();
+    quantize_row_q8k_into(x, &mut out)?;
+    Ok(out)
+}
+
+/// [`quantize_row_q8k`] into `out` (cleared first), reusing its allocation.
+pub fn quantize_row_q8k_into(x: &[f32], out: &mut Vec<BlockQ8K>) -> Result<()> {
     check_multiple("quantize_row_q8k", x.len(), QK_K)?;
-    Ok(x.chunks_exact(QK_K)
-        .map(|xb| {
-            let (mut amax, mut max) = (0.0f32, 0.0f32);
-            for &v in xb {
-                if v.abs() > amax {
-                    amax = v.abs();
-                    max = v;
-                }
+    out.clear();
+    out.extend(x.chunks_exact(QK_K).map(|xb| {
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &v in xb {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
             }
-            if amax == 0.0 {
-                return BlockQ8K::with_codes(0.0, [0; QK_K]);
-            }
-            let iscale = -127.0 / max;
-            let mut qs = [0i8; QK_K];
-            for (q, &v) in qs.iter_mut().zip(xb) {
-                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
-            }
-            BlockQ8K::with_codes(1.0 / iscale, qs)
-        })
-        .collect())
+        }
+        if amax == 0.0 {
+            return BlockQ8K::with_codes(0.0, [0; QK_K]);
+        }
+        let iscale = -127.0 / max;
+        let mut qs = [0i8; QK_K];
+        for (q, &v) in qs.iter_mut().zip(xb) {
+            *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+        }
+        BlockQ8K::with_codes(1.0 / iscale, qs)
+    }));
+    Ok(())
 }
 
 /// BitNet b1.58 per-token absmax int8 over a whole token (row) `x`:

@@ -18,6 +18,9 @@ const GEMM_ROW_TILE: usize = 16;
 /// longer tile only spreads the per-call work (scales, outputs) over more rows.
 const GEMV_ROW_TILE: usize = MAX_TILE_ROWS;
 
+/// Matrices one pass of the pool takes at most (a larger group runs as several passes).
+const MAX_GROUP: usize = 4;
+
 /// Kernels plus the thread pool that runs them: one per model.
 #[derive(Debug)]
 pub struct Matmul {
@@ -78,9 +81,25 @@ impl Matmul {
             check_len("gemm output", n_tokens * m.rows(), y.len())?;
         }
         let k = self.kernels;
+        if ms.len() > MAX_GROUP {
+            let (m0, m1) = ms.split_at(MAX_GROUP);
+            let (y0, y1) = ys.split_at_mut(MAX_GROUP);
+            self.gemm_group(m0, x, n_tokens, y0)?;
+            return self.gemm_group(m1, x, n_tokens, y1);
+        }
         if ms.iter().all(tiles_fit) {
-            if let Some(acts) = token_sums(x, nb, n_tokens) {
-                return self.gemm_tiles(ms, x, nb, &acts, ys);
+            // One token (decode) keeps its sums on the stack: nothing is allocated per token.
+            let one;
+            let many;
+            let acts: Option<&[(f32, i32)]> = if n_tokens == 1 {
+                one = uniform_act_sum(x).map(|s| [(x[0].d, s)]);
+                one.as_ref().map(|a| a.as_slice())
+            } else {
+                many = token_sums(x, nb, n_tokens);
+                many.as_deref()
+            };
+            if let Some(acts) = acts {
+                return self.gemm_tiles(ms, x, nb, acts, ys);
             }
         }
         for (m, y) in ms.iter().zip(ys.iter_mut()) {
@@ -103,7 +122,11 @@ impl Matmul {
         ys: &mut [&mut [f32]],
     ) -> Result<()> {
         let n_tokens = acts.len();
-        let outs: Vec<OutPtr> = ys.iter_mut().map(|y| OutPtr(y.as_mut_ptr())).collect();
+        debug_assert!(ms.len() <= MAX_GROUP);
+        let mut outs = [OutPtr(std::ptr::null_mut()); MAX_GROUP];
+        for (o, y) in outs.iter_mut().zip(ys.iter_mut()) {
+            *o = OutPtr(y.as_mut_ptr());
+        }
         let total: usize = ms.iter().map(|m| m.rows()).sum();
         let n_threads = self.pool.n_threads();
         let k = self.kernels;

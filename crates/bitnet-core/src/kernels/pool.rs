@@ -1,29 +1,28 @@
 //! A fixed thread pool that lives as long as the model: `n - 1` workers plus the calling thread.
-//! A call publishes a job, workers spin briefly then park on a condition variable, and the caller
-//! runs its own share before waiting: no thread is spawned and nothing is allocated per call.
+//! A call publishes a job through an atomic pointer, workers spin briefly then park on a condition
+//! variable, and the caller runs its own share before waiting: no thread is spawned, nothing is
+//! allocated and no lock is taken per call unless a worker has gone to sleep.
 
 use crate::{CoreError, Result};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 /// Spins before a worker parks (about tens of microseconds).
 const SPIN_LIMIT: u32 = 20_000;
 
-type Job = dyn Fn(usize) + Sync;
-
-/// A job reference with its lifetime erased; valid while [`ThreadPool::run`] has not returned.
-#[derive(Clone, Copy)]
-struct JobRef(*const Job);
-// SAFETY: the pointee is `Sync`, and `run` keeps it alive until every worker has finished with it.
-unsafe impl Send for JobRef {}
+type Job<'a> = &'a (dyn Fn(usize) + Sync + 'a);
 
 struct Shared {
     epoch: AtomicUsize,
     pending: AtomicUsize,
     panicked: AtomicBool,
     shutdown: AtomicBool,
-    job: Mutex<Option<JobRef>>,
+    /// The current job: a pointer to a [`Job`] on the stack of [`ThreadPool::run`], valid from
+    /// the epoch bump until `pending` reaches zero.
+    job: AtomicPtr<()>,
+    /// Workers parked (or about to park) on `wake`.
+    sleepers: AtomicUsize,
     wake: Condvar,
     sleep: Mutex<()>,
 }
@@ -50,7 +49,8 @@ impl ThreadPool {
             pending: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
-            job: Mutex::new(None),
+            job: AtomicPtr::new(std::ptr::null_mut()),
+            sleepers: AtomicUsize::new(0),
             wake: Condvar::new(),
             sleep: Mutex::new(()),
         });
@@ -77,16 +77,14 @@ impl ThreadPool {
             return Ok(());
         }
         let s = &*self.shared;
-        // SAFETY: only the lifetime is erased; this function waits below until `pending` is zero,
-        // that is until no worker can touch the job again, before the borrow of `f` ends.
-        let job = JobRef(unsafe {
-            std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const Job>(f)
-        });
-        *s.job.lock().expect("job lock") = Some(job);
+        let job: Job<'_> = f;
+        s.job.store(&job as *const Job<'_> as *mut (), Ordering::Relaxed);
         s.panicked.store(false, Ordering::Relaxed);
         s.pending.store(self.n_threads - 1, Ordering::Release);
-        s.epoch.fetch_add(1, Ordering::AcqRel);
-        {
+        // SeqCst with the workers' `sleepers` increment: a worker that read the old epoch is
+        // counted before this bump, so it is woken below.
+        s.epoch.fetch_add(1, Ordering::SeqCst);
+        if s.sleepers.load(Ordering::SeqCst) != 0 {
             let _g = s.sleep.lock().expect("sleep lock");
             s.wake.notify_all();
         }
@@ -100,7 +98,7 @@ impl ThreadPool {
                 std::thread::yield_now();
             }
         }
-        *s.job.lock().expect("job lock") = None;
+        s.job.store(std::ptr::null_mut(), Ordering::Relaxed);
         if mine.is_err() || s.panicked.load(Ordering::Relaxed) {
             return Err(CoreError::ThreadPool("a job panicked".into()));
         }
@@ -167,19 +165,22 @@ fn worker_loop(s: &Shared, idx: usize) {
         }
         if s.epoch.load(Ordering::Acquire) == seen {
             let mut g = s.sleep.lock().expect("sleep lock");
-            while s.epoch.load(Ordering::Acquire) == seen {
+            s.sleepers.fetch_add(1, Ordering::SeqCst);
+            while s.epoch.load(Ordering::SeqCst) == seen {
                 g = s.wake.wait(g).expect("sleep lock");
             }
+            s.sleepers.fetch_sub(1, Ordering::Relaxed);
         }
         seen = s.epoch.load(Ordering::Acquire);
         if s.shutdown.load(Ordering::Acquire) {
             return;
         }
-        let job = *s.job.lock().expect("job lock");
-        if let Some(JobRef(ptr)) = job {
-            // SAFETY: `run` published `ptr` before bumping the epoch and keeps the closure alive
-            // until `pending` reaches zero, which happens only after this call returns.
-            let f = unsafe { &*ptr };
+        let ptr = s.job.load(Ordering::Relaxed) as *const Job<'_>;
+        if !ptr.is_null() {
+            // SAFETY: `run` stored `ptr` (a `Job` on its stack) before the epoch bump this thread
+            // acquired, and keeps it and its closure alive until `pending` reaches zero, which
+            // happens only after this call returns.
+            let f = unsafe { *ptr };
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(idx))).is_err() {
                 s.panicked.store(true, Ordering::Relaxed);
             }
@@ -191,7 +192,7 @@ fn worker_loop(s: &Shared, idx: usize) {
 impl Drop for ThreadPool {
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::Release);
-        self.shared.epoch.fetch_add(1, Ordering::AcqRel);
+        self.shared.epoch.fetch_add(1, Ordering::SeqCst);
         {
             let _g = self.shared.sleep.lock();
             self.shared.wake.notify_all();
@@ -238,6 +239,25 @@ mod tests {
                 })
                 .unwrap();
                 assert_eq!(v, (1..=len).collect::<Vec<_>>(), "{threads} threads, {len}/{chunk}");
+            }
+        }
+    }
+
+    /// Jobs published while the workers spin and after they have parked both reach every thread.
+    #[test]
+    fn every_thread_runs_every_job_awake_or_parked() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let pool = ThreadPool::new(3).unwrap();
+        for round in 0..40 {
+            let ran = AtomicUsize::new(0);
+            pool.run(&|tid| {
+                ran.fetch_or(1 << tid, Ordering::Relaxed);
+            })
+            .unwrap();
+            assert_eq!(ran.into_inner(), 0b111, "round {round}");
+            if round % 10 == 9 {
+                // Long enough for the workers to stop spinning and park.
+                std::thread::sleep(std::time::Duration::from_millis(30));
             }
         }
     }

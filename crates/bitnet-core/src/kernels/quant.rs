@@ -5,10 +5,12 @@
 
 use super::matrix::cast;
 use super::{Isa, Matmul};
-use crate::format::q4::{dequantize_row_q4_0, dequantize_row_q4_1};
-use crate::format::q6_k::dequantize_row_q6_k;
-use crate::format::q8_0::{dequantize_row_q8_0, quantize_row_q8_0, quantize_row_q8_1, QK8_0};
-use crate::format::q8k::quantize_row_q8k;
+use crate::format::q4::{dequantize_row_q4_0_into, dequantize_row_q4_1_into};
+use crate::format::q6_k::dequantize_row_q6_k_into;
+use crate::format::q8_0::{
+    dequantize_row_q8_0_into, quantize_row_q8_0_into, quantize_row_q8_1_into, QK8_0,
+};
+use crate::format::q8k::quantize_row_q8k_into;
 use crate::format::{
     check_len, check_multiple, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
     GgmlType, QK_K,
@@ -141,10 +143,10 @@ impl<'a> QuantMatrix<'a> {
             QuantView::BF16(v) => {
                 out.iter_mut().zip(row(v, r, c)).for_each(|(o, x)| *o = x.to_f32())
             }
-            QuantView::Q8_0(v) => out.copy_from_slice(&dequantize_row_q8_0(row(v, r, b32))),
-            QuantView::Q4_0(v) => out.copy_from_slice(&dequantize_row_q4_0(row(v, r, b32))),
-            QuantView::Q4_1(v) => out.copy_from_slice(&dequantize_row_q4_1(row(v, r, b32))),
-            QuantView::Q6K(v) => out.copy_from_slice(&dequantize_row_q6_k(row(v, r, b256))),
+            QuantView::Q8_0(v) => dequantize_row_q8_0_into(row(v, r, b32), out),
+            QuantView::Q4_0(v) => dequantize_row_q4_0_into(row(v, r, b32), out),
+            QuantView::Q4_1(v) => dequantize_row_q4_1_into(row(v, r, b32), out),
+            QuantView::Q6K(v) => dequantize_row_q6_k_into(row(v, r, b256), out),
         }
         Ok(())
     }
@@ -178,9 +180,9 @@ impl QuantActs {
                 self.f32.clear();
                 self.f32.extend_from_slice(x);
             }
-            ActKind::Q8_0 => self.q8_0 = quantize_row_q8_0(x)?,
-            ActKind::Q8_1 => self.q8_1 = quantize_row_q8_1(x)?,
-            ActKind::Q8K => self.q8k = quantize_row_q8k(x)?,
+            ActKind::Q8_0 => quantize_row_q8_0_into(x, &mut self.q8_0)?,
+            ActKind::Q8_1 => quantize_row_q8_1_into(x, &mut self.q8_1)?,
+            ActKind::Q8K => quantize_row_q8k_into(x, &mut self.q8k)?,
         }
         self.kind = Some(kind);
         self.cols = cols;

@@ -195,10 +195,10 @@ fn dense_bytes(l: &Linear, ty: GgmlType) -> Result<Vec<u8>> {
     for r0 in (0..l.rows).step_by(rows_per) {
         let n = rows_per.min(l.rows - r0);
         for (i, row) in chunk.chunks_exact_mut(l.cols).take(n).enumerate() {
-            q.row_f32(r0 + i, row).map_err(InferError::core(ctx()))?;
+            q.row_f32(r0 + i, row).map_err(InferError::core_with(ctx))?;
         }
         out.extend(
-            encode_dense(ty, &chunk[..n * l.cols], l.cols).map_err(InferError::core(ctx()))?,
+            encode_dense(ty, &chunk[..n * l.cols], l.cols).map_err(InferError::core_with(ctx))?,
         );
     }
     Ok(out)

@@ -113,11 +113,11 @@ impl TernaryTensor {
         let ctx = || format!("tensor {}", self.name);
         Ok(match ty {
             GgmlType::TQ2_0 => bytemuck::cast_slice(
-                &tq2_0::quantize_row_tq2_0(&self.values()).map_err(InferError::core(ctx()))?,
+                &tq2_0::quantize_row_tq2_0(&self.values()).map_err(InferError::core_with(ctx))?,
             )
             .to_vec(),
             GgmlType::TQ1_0 => bytemuck::cast_slice(
-                &tq1_0::quantize_row_tq1_0(&self.values()).map_err(InferError::core(ctx()))?,
+                &tq1_0::quantize_row_tq1_0(&self.values()).map_err(InferError::core_with(ctx))?,
             )
             .to_vec(),
             GgmlType::I2S => {

@@ -73,13 +73,13 @@ impl Linear {
         let ctx = || format!("tensor {}", self.name);
         Ok(match self.ty {
             GgmlType::TQ2_0 => MatrixRef::Ternary(
-                TernaryMatrix::from_tq2_0_bytes(b, r, c).map_err(InferError::core(ctx()))?,
+                TernaryMatrix::from_tq2_0_bytes(b, r, c).map_err(InferError::core_with(ctx))?,
             ),
             GgmlType::TQ1_0 => MatrixRef::Ternary(
-                TernaryMatrix::from_tq1_0_bytes(b, r, c).map_err(InferError::core(ctx()))?,
+                TernaryMatrix::from_tq1_0_bytes(b, r, c).map_err(InferError::core_with(ctx))?,
             ),
             GgmlType::I2S => MatrixRef::Ternary(
-                TernaryMatrix::from_i2s_bytes(b, r, c).map_err(InferError::core(ctx()))?,
+                TernaryMatrix::from_i2s_bytes(b, r, c).map_err(InferError::core_with(ctx))?,
             ),
             GgmlType::Q8K => {
                 return Err(InferError::UnsupportedTensorType {
@@ -88,7 +88,7 @@ impl Linear {
                 })
             }
             ty => MatrixRef::Quant(
-                QuantMatrix::from_bytes(ty, b, r, c).map_err(InferError::core(ctx()))?,
+                QuantMatrix::from_bytes(ty, b, r, c).map_err(InferError::core_with(ctx))?,
             ),
         })
     }
