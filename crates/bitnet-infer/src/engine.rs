@@ -9,6 +9,7 @@ use crate::error::{InferError, Result};
 use crate::model::{Config, FfnAct, Linear, MatrixRef, Model, RopeStyle};
 use bitnet_core::format::q8k::quantize_row_q8k_per_token_into;
 use bitnet_core::format::{BlockQ8K, QK_K};
+use bitnet_core::kernels::act;
 use bitnet_core::kernels::attn::{self, key_cache_len, key_scores, store_key, weighted_values};
 use bitnet_core::kernels::{Kernels, Matmul, QuantActs, ThreadPool};
 use std::sync::Mutex;
@@ -184,9 +185,7 @@ fn gated_activation(
     pool.for_each_chunk_mut(gate, ffn, &|t, g| {
         let u = &up[t * ffn..(t + 1) * ffn];
         match act {
-            FfnAct::Silu => g.iter_mut().zip(u).for_each(|(g, u)| {
-                *g = *g / (1.0 + (-*g).exp()) * u;
-            }),
+            FfnAct::Silu => act::silu_mul(g, u),
             FfnAct::Relu2 => g.iter_mut().zip(u).for_each(|(g, u)| {
                 let r = g.max(0.0);
                 *g = r * r * u;
@@ -453,11 +452,7 @@ impl Engine {
                         *s *= scale;
                         max = max.max(*s);
                     }
-                    let mut sum = 0.0f32;
-                    for s in sc.iter_mut() {
-                        *s = (*s - max).exp();
-                        sum += *s;
-                    }
+                    let sum = act::exp_shifted(sc, max);
                     weighted_values(sc, &vc[kvh * d..], kvd, acc);
                     let inv = 1.0 / sum;
                     for (i, &a) in acc.iter().enumerate() {

@@ -8,6 +8,7 @@
 //!   [`Kernels::detect`] picks the best one this CPU has.
 //! - [`Matmul`] runs GEMV/GEMM over a [`ThreadPool`] that lives as long as the model.
 
+pub mod act;
 pub mod attn;
 pub mod baseline;
 pub mod matmul;
