@@ -126,11 +126,13 @@ fn per_token_body(x: &[f32], out: &mut [BlockQ8K]) {
 }
 
 /// `round_half_away(y).clamp(-128, 127) as i8` (NaN gives 0, as `as` casts do), by truncation
-/// and the exact remainder: no libm call, so the loop vectorizes.
+/// and the exact remainder: no libm call and no saturating cast, so the loop vectorizes.
 #[inline(always)]
 pub(crate) fn round_away_i8(y: f32) -> i8 {
-    let y = y.clamp(-128.0, 127.0);
-    let t = y as i32;
+    let y = if y.is_nan() { 0.0 } else { y.clamp(-128.0, 127.0) };
+    // SAFETY: `y` is finite and within -128..=127, so the truncation fits an i32 (the checked
+    // `as` cast would handle NaN and overflow element by element, which keeps it scalar).
+    let t: i32 = unsafe { y.to_int_unchecked() };
     let f = y - t as f32;
     (t + (f >= 0.5) as i32 - (f <= -0.5) as i32) as i8
 }
