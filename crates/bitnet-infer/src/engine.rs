@@ -205,6 +205,16 @@ fn store_keys(kt: &mut [f32], k_head: usize, k: &[f32], head_dim: usize, kvd: us
     }
 }
 
+/// One layer's new keys and caches, for [`Engine::attention`].
+struct LayerKv<'a> {
+    /// The batch's keys (tokens × kv_dim) after RoPE, not yet stored.
+    new_k: &'a [f32],
+    /// The layer's key cache: one blocked cache per kv head ([`attn`]).
+    kt: &'a mut [f32],
+    /// The layer's values, positions × kv_dim, the batch's included.
+    vc: &'a [f32],
+}
+
 /// `x += y`, row by row (`h` wide) over the pool.
 fn add_rows(pool: &ThreadPool, x: &mut [f32], y: &[f32], h: usize) -> Result<()> {
     pool.for_each_chunk_mut(x, h, &|t, xr| {
@@ -407,21 +417,30 @@ impl Engine {
     fn attention(
         &self,
         q: &[f32],
-        kt: &[f32],
-        vc: &[f32],
+        kv: LayerKv<'_>,
         pos: std::ops::Range<usize>,
         o: &mut Vec<f32>,
         scratch: &mut Vec<f32>,
     ) -> Result<()> {
         let (pos0, n) = (pos.start, pos.len());
         let c = self.config();
-        let (d, nh, kvd) = (c.head_dim, c.n_heads, c.kv_dim());
-        let group = nh / c.n_kv_heads;
+        let (d, nh, nkv, kvd) = (c.head_dim, c.n_heads, c.n_kv_heads, c.kv_dim());
+        let group = nh / nkv;
         o.resize(n * nh * d, 0.0);
         let out = SendPtr(o.as_mut_ptr());
         let scale = 1.0 / (d as f32).sqrt();
         let n_threads = self.matmul.n_threads();
         let jobs = n * nh;
+        let k_head = kv.kt.len() / nkv;
+        // When the kv heads split evenly over the threads, each thread takes whole kv heads and
+        // stores their keys itself: the cache lines it writes are the ones it reads next, in its
+        // own cache. Otherwise the keys are stored first and the jobs interleaved.
+        let by_kv_head = nkv.is_multiple_of(n_threads);
+        if !by_kv_head {
+            store_keys(kv.kt, k_head, kv.new_k, d, kvd, pos0);
+        }
+        let kt = SendPtr(kv.kt.as_mut_ptr());
+        let (new_k, vc) = (kv.new_k, kv.vc);
         // Grows to the longest context seen, then is reused: no allocation per token.
         let per_thread = pos0 + n + d;
         if scratch.len() < n_threads * per_thread {
@@ -437,16 +456,17 @@ impl Engine {
                     std::slice::from_raw_parts_mut(scratch.get().add(tid * per_thread), per_thread)
                 };
                 let (scores, acc) = mine.split_at_mut(pos0 + n);
-                // Interleaved jobs: later tokens attend to more positions, so contiguous ranges
-                // would leave the last thread with most of the work.
-                for j in (tid..jobs).step_by(n_threads) {
-                    let (t, h) = (j / nh, j % nh);
+                let mut job = |t: usize, h: usize| {
                     let kvh = h / group;
                     let qh = &q[(t * nh + h) * d..(t * nh + h + 1) * d];
-                    let len = pos0 + t + 1;
-                    let sc = &mut scores[..len];
-                    let head = kt.len() / c.n_kv_heads;
-                    key_scores(qh, &kt[kvh * head..(kvh + 1) * head], sc);
+                    let sc = &mut scores[..pos0 + t + 1];
+                    // SAFETY: kv head kvh's cache lies inside the layer's key cache; nothing
+                    // writes it while jobs read it (its keys were stored before this run, or by
+                    // this thread, which owns it, before its jobs).
+                    let keys = unsafe {
+                        std::slice::from_raw_parts(kt.get().add(kvh * k_head) as *const f32, k_head)
+                    };
+                    key_scores(qh, keys, sc);
                     let mut max = f32::NEG_INFINITY;
                     for s in sc.iter_mut() {
                         *s *= scale;
@@ -456,8 +476,30 @@ impl Engine {
                     weighted_values(sc, &vc[kvh * d..], kvd, acc);
                     let inv = 1.0 / sum;
                     for (i, &a) in acc.iter().enumerate() {
-                        // SAFETY: job j owns o[(t*nh + h)*d .. +d], inside o (len n*nh*d).
+                        // SAFETY: job (t, h) owns o[(t*nh + h)*d .. +d], inside o (len n*nh*d).
                         unsafe { *out.get().add((t * nh + h) * d + i) = a * inv };
+                    }
+                };
+                if by_kv_head {
+                    for kvh in (tid..nkv).step_by(n_threads) {
+                        {
+                            // SAFETY: kv head kvh belongs to this thread alone in this run.
+                            let head = unsafe {
+                                std::slice::from_raw_parts_mut(kt.get().add(kvh * k_head), k_head)
+                            };
+                            for (t, kr) in new_k.chunks_exact(kvd).enumerate() {
+                                store_key(head, pos0 + t, &kr[kvh * d..(kvh + 1) * d]);
+                            }
+                        }
+                        for t in 0..n {
+                            (kvh * group..(kvh + 1) * group).for_each(|h| job(t, h));
+                        }
+                    }
+                } else {
+                    // Interleaved jobs: later tokens attend to more positions, so contiguous
+                    // ranges would leave the last thread with most of the work.
+                    for j in (tid..jobs).step_by(n_threads) {
+                        job(j / nh, j % nh);
                     }
                 }
             })
@@ -494,12 +536,12 @@ impl Engine {
             self.rope(&mut s.k, c.n_kv_heads, &s.rope);
             let k_head = key_cache_len(c.head_dim, ctx);
             let k_layer = l * c.n_kv_heads * k_head..(l + 1) * c.n_kv_heads * k_head;
-            store_keys(&mut k_cache[k_layer.clone()], k_head, &s.k, c.head_dim, kvd, pos0);
+
             let layer = l * ctx * kvd..(l + 1) * ctx * kvd;
             let new = l * ctx * kvd + pos0 * kvd..l * ctx * kvd + (pos0 + n) * kvd;
             v_cache[new].copy_from_slice(&s.v);
-            let (kl, vl) = (&k_cache[k_layer], &v_cache[layer]);
-            self.attention(&s.q, kl, vl, pos0..pos0 + n, &mut s.o, &mut s.attn)?;
+            let kv = LayerKv { new_k: &s.k, kt: &mut k_cache[k_layer], vc: &v_cache[layer] };
+            self.attention(&s.q, kv, pos0..pos0 + n, &mut s.o, &mut s.attn)?;
             if let Some(sn) = &lw.attn_sub_norm {
                 rms_norm(pool, &mut s.o, sn, eps)?;
             }
