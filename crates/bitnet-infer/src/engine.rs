@@ -335,25 +335,22 @@ impl Engine {
         x: &[f32],
         n: usize,
         acts: &mut Acts,
-        ys: [&mut Vec<f32>; N],
+        mut ys: [&mut Vec<f32>; N],
     ) -> Result<()> {
         const { assert!(N > 0) };
-        let mut ms = [None; N];
-        for (m, w) in ms.iter_mut().zip(ws) {
+        let MatrixRef::Ternary(first) = ws[0].matrix()? else {
+            return self.linear_each(ws, x, n, acts, ys);
+        };
+        let mut fused = [first; N];
+        for (f, w) in fused.iter_mut().zip(ws) {
             match w.matrix()? {
-                MatrixRef::Ternary(t) if w.out_scale == 1.0 && w.cols == ws[0].cols => *m = Some(t),
+                MatrixRef::Ternary(t) if w.out_scale == 1.0 && w.cols == ws[0].cols => *f = t,
                 _ => return self.linear_each(ws, x, n, acts, ys),
             }
-        }
-        let Some(first) = ms[0] else { return self.linear_each(ws, x, n, acts, ys) };
-        let mut fused = [first; N];
-        for (f, m) in fused.iter_mut().zip(ms) {
-            *f = m.unwrap_or(first);
         }
         let ctx = || ws.map(|w| w.name.as_str()).join(", ");
         quantize_tokens(self.matmul.pool(), x, ws[0].cols, &mut acts.i8)
             .map_err(InferError::core_with(ctx))?;
-        let mut ys = ys;
         for (w, y) in ws.iter().zip(ys.iter_mut()) {
             y.resize(n * w.rows, 0.0);
         }
