@@ -533,7 +533,6 @@ impl Engine {
             self.rope(&mut s.k, c.n_kv_heads, &s.rope);
             let k_head = key_cache_len(c.head_dim, ctx);
             let k_layer = l * c.n_kv_heads * k_head..(l + 1) * c.n_kv_heads * k_head;
-
             let layer = l * ctx * kvd..(l + 1) * ctx * kvd;
             let new = l * ctx * kvd + pos0 * kvd..l * ctx * kvd + (pos0 + n) * kvd;
             v_cache[new].copy_from_slice(&s.v);
