@@ -111,8 +111,9 @@ impl Matmul {
     }
 
     /// The integer-tile pass of [`Matmul::gemm_group`]: the rows of all matrices, concatenated,
-    /// split into one range per thread; each range walked in tiles of [`GEMM_ROW_TILE`] rows,
-    /// every tile meeting all tokens, [`MAX_TILE_TOKENS`] at a time.
+    /// split into one range per thread; each range walked in tiles of [`GEMM_ROW_TILE`] rows
+    /// ([`GEMV_ROW_TILE`] for a single token), every tile meeting all tokens,
+    /// [`MAX_TILE_TOKENS`] at a time.
     fn gemm_tiles(
         &self,
         ms: &[TernaryMatrix<'_>],
