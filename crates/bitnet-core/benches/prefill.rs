@@ -6,6 +6,8 @@
 //! - the TQ1_0 → TQ2_0 rewrite of a row tile, scalar reference beside SIMD;
 //! - attention's key scores and weighted values over 128 positions, beside plain sequential dot
 //!   products;
+//! - the SiLU gate and softmax exponentials of `kernels::act` beside the same loops on libm's
+//!   `expf`;
 //! - on AVX2, the ceiling of the integer tiles' instruction mix: independent `vpmaddubsw` alone,
 //!   and each followed by the `vpaddw` that accumulates it (32 multiply-accumulates per pair).
 
@@ -101,6 +103,45 @@ fn attention(c: &mut Criterion) {
     g.finish();
 }
 
+fn activations(c: &mut Criterion) {
+    use bitnet_core::kernels::act::{exp_shifted, silu_mul};
+    let n = 4096;
+    let mut g = c.benchmark_group(format!("act_{n}"));
+    g.sample_size(20).throughput(Throughput::Elements(n as u64));
+    let x: Vec<f32> = (0..n).map(|i| (i % 97) as f32 * 0.1 - 4.8).collect();
+    let u: Vec<f32> = (0..n).map(|i| 1.0 + (i % 5) as f32 * 0.25).collect();
+    let mut g1 = x.clone();
+    g.bench_function("silu_mul", |b| {
+        b.iter(|| {
+            g1.copy_from_slice(&x);
+            silu_mul(black_box(&mut g1), &u)
+        })
+    });
+    g.bench_function("silu_mul_libm", |b| {
+        b.iter(|| {
+            g1.copy_from_slice(&x);
+            g1.iter_mut().zip(&u).for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+            black_box(&g1);
+        })
+    });
+    g.bench_function("exp_shifted", |b| {
+        b.iter(|| {
+            g1.copy_from_slice(&x);
+            exp_shifted(black_box(&mut g1), 5.0)
+        })
+    });
+    g.bench_function("exp_shifted_libm", |b| {
+        b.iter(|| {
+            g1.copy_from_slice(&x);
+            g1.iter_mut().fold(0.0f32, |s, v| {
+                *v = (*v - 5.0).exp();
+                s + *v
+            })
+        })
+    });
+    g.finish();
+}
+
 /// Multiply-accumulates per second of `vpmaddubsw` (32 each) on registers only: seven independent
 /// chains, so throughput, not latency, bounds them; `with_add` adds each product into an i16
 /// accumulator as the tiles do.
@@ -141,5 +182,5 @@ fn avx2_peak(c: &mut Criterion) {
 #[cfg(not(target_arch = "x86_64"))]
 fn avx2_peak(_: &mut Criterion) {}
 
-criterion_group!(benches, gemm, tq1_rewrite, attention, avx2_peak);
+criterion_group!(benches, gemm, tq1_rewrite, attention, activations, avx2_peak);
 criterion_main!(benches);

@@ -32,7 +32,9 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 0.5;
     let y = p * (r * r) + r + 1.0;
     // `2^n` in two normal factors: `n` reaches 128 just below the overflow threshold.
-    let n = n as i32;
+    // SAFETY: `xc` is clamped (NaN excepted, whose result is replaced below), so `n` is an
+    // integer in -126..=128; the checked `as` cast would keep the loop scalar.
+    let n: i32 = unsafe { if xc.is_nan() { 0.0f32 } else { n }.to_int_unchecked() };
     let half = n >> 1;
     let pow2 = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
     let v = y * pow2(half) * pow2(n - half);
