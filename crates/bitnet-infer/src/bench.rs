@@ -2,7 +2,7 @@
 //! N-token batch from an empty cache, `tg N` decodes N tokens one at a time from an empty cache;
 //! one untimed warm-up run, then `reps` timed runs; tokens are pseudo-random ids.
 
-use crate::engine::{Engine, Logits, State};
+use crate::engine::{Engine, KvType, Logits, State};
 use crate::error::Result;
 use crate::sampling::Rng;
 use std::time::Instant;
@@ -86,9 +86,16 @@ fn run_tg(e: &Engine, st: &mut State, toks: &[u32]) -> Result<u64> {
 }
 
 /// Runs `pp n_prompt` (when non-zero) and `tg n_gen` (when non-zero) on `e`.
-pub fn bench(e: &Engine, n_prompt: usize, n_gen: usize, reps: usize) -> Result<Vec<BenchResult>> {
+/// `kv` is the KV cache's element type.
+pub fn bench(
+    e: &Engine,
+    n_prompt: usize,
+    n_gen: usize,
+    reps: usize,
+    kv: KvType,
+) -> Result<Vec<BenchResult>> {
     let vocab = e.config().vocab_size;
-    let mut st = e.new_state(n_prompt.max(n_gen).max(1))?;
+    let mut st = e.new_state_with(n_prompt.max(n_gen).max(1), kv)?;
     let mut out = Vec::new();
     let tests: [(usize, usize, TimedRun); 2] = [(n_prompt, 0, run_pp), (0, n_gen, run_tg)];
     for (p, g, run) in tests {

@@ -10,8 +10,11 @@ use crate::model::{Config, FfnAct, Linear, MatrixRef, Model, RopeStyle};
 use bitnet_core::format::q8k::quantize_row_q8k_per_token_into;
 use bitnet_core::format::{BlockQ8K, QK_K};
 use bitnet_core::kernels::act;
-use bitnet_core::kernels::attn::{self, key_cache_len, key_scores, store_key, weighted_values};
+use bitnet_core::kernels::attn::{
+    self, key_cache_len, key_scores, store_key, weighted_values, KvElem,
+};
 use bitnet_core::kernels::{Kernels, Matmul, QuantActs, ThreadPool};
+use half::f16;
 use std::sync::Mutex;
 
 /// Tokens processed together in one prefill step.
@@ -26,15 +29,48 @@ pub enum Logits {
     All,
 }
 
+/// The element type of a KV cache (llama.cpp's `--cache-type-k/v`): f32 by default, or f16
+/// (llama.cpp's default: half the memory and half the bytes attention reads per position, at the
+/// cost of rounding every key and value to 11 significant bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvType {
+    #[default]
+    F32,
+    F16,
+}
+
+impl KvType {
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::F32 => "f32",
+        }
+    }
+
+    /// `f32` or `f16`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "f32" => Some(KvType::F32),
+            "f16" => Some(KvType::F16),
+            _ => None,
+        }
+    }
+}
+
+/// Keys, (layer, kv head, blocked keys of `ctx` positions) (see [`attn`] for the blocks), and
+/// values, (layer, position, kv_dim), in one element type.
+#[derive(Debug)]
+enum KvCache {
+    F32 { k: Vec<f32>, v: Vec<f32> },
+    F16 { k: Vec<f16>, v: Vec<f16> },
+}
+
 /// The state of one sequence: its position and KV cache, plus scratch buffers.
 #[derive(Debug)]
 pub struct State {
     ctx: usize,
     pos: usize,
-    /// Keys, (layer, kv head, blocked keys of `ctx` positions): see [`attn`] for the blocks.
-    k: Vec<f32>,
-    /// Values, (layer, position, kv_dim).
-    v: Vec<f32>,
+    kv: KvCache,
     s: Scratch,
 }
 
@@ -70,6 +106,14 @@ struct Acts {
 }
 
 impl State {
+    /// The element type of this state's KV cache.
+    pub fn kv_type(&self) -> KvType {
+        match self.kv {
+            KvCache::F32 { .. } => KvType::F32,
+            KvCache::F16 { .. } => KvType::F16,
+        }
+    }
+
     /// Tokens already in the cache.
     pub fn pos(&self) -> usize {
         self.pos
@@ -96,15 +140,20 @@ pub struct Engine {
     inv_freq: Vec<f32>,
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+struct SendPtr<T>(*mut T);
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
 // SAFETY: used only to let pool threads write disjoint ranges of one buffer.
-unsafe impl Send for SendPtr {}
+unsafe impl<T: Send> Send for SendPtr<T> {}
 // SAFETY: as above; every thread writes its own indices.
-unsafe impl Sync for SendPtr {}
+unsafe impl<T: Send> Sync for SendPtr<T> {}
 
-impl SendPtr {
-    fn get(self) -> *mut f32 {
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
         self.0
     }
 }
@@ -197,7 +246,14 @@ fn gated_activation(
 
 /// Stores the keys `k` (tokens × kv_dim) of positions `pos0..` in one layer's blocked key cache
 /// (`kt`: one `k_head`-float cache per kv head).
-fn store_keys(kt: &mut [f32], k_head: usize, k: &[f32], head_dim: usize, kvd: usize, pos0: usize) {
+fn store_keys<E: KvElem>(
+    kt: &mut [E],
+    k_head: usize,
+    k: &[f32],
+    head_dim: usize,
+    kvd: usize,
+    pos0: usize,
+) {
     for (t, kr) in k.chunks_exact(kvd).enumerate() {
         for (kh, key) in kt.chunks_exact_mut(k_head).zip(kr.chunks_exact(head_dim)) {
             store_key(kh, pos0 + t, key);
@@ -205,14 +261,22 @@ fn store_keys(kt: &mut [f32], k_head: usize, k: &[f32], head_dim: usize, kvd: us
     }
 }
 
+/// A sequence's whole KV cache, its length and the batch's first position.
+struct Kv<'a, E> {
+    ctx: usize,
+    pos0: usize,
+    k: &'a mut [E],
+    v: &'a mut [E],
+}
+
 /// One layer's new keys and caches, for [`Engine::attention`].
-struct LayerKv<'a> {
+struct LayerKv<'a, E> {
     /// The batch's keys (tokens × kv_dim) after RoPE, not yet stored.
     new_k: &'a [f32],
     /// The layer's key cache: one blocked cache per kv head ([`attn`]).
-    kt: &'a mut [f32],
+    kt: &'a mut [E],
     /// The layer's values, positions × kv_dim, the batch's included.
-    vc: &'a [f32],
+    vc: &'a [E],
 }
 
 /// `x += y`, row by row (`h` wide) over the pool.
@@ -249,6 +313,11 @@ impl Engine {
 
     /// A fresh sequence with room for `ctx` tokens (the model's own context when 0).
     pub fn new_state(&self, ctx: usize) -> Result<State> {
+        self.new_state_with(ctx, KvType::default())
+    }
+
+    /// [`Engine::new_state`] with a KV cache of elements `kv`.
+    pub fn new_state_with(&self, ctx: usize, kv: KvType) -> Result<State> {
         let c = self.config();
         let ctx = if ctx == 0 { c.max_ctx } else { ctx };
         let n = c
@@ -258,7 +327,11 @@ impl Engine {
             .filter(|&n| n < (1usize << 40))
             .ok_or_else(|| InferError::BadConfig(format!("a KV cache of {ctx} tokens")))?;
         let n_v = c.n_layers * ctx * c.kv_dim();
-        Ok(State { ctx, pos: 0, k: vec![0.0; n], v: vec![0.0; n_v], s: Scratch::default() })
+        let kv = match kv {
+            KvType::F32 => KvCache::F32 { k: vec![0.0; n], v: vec![0.0; n_v] },
+            KvType::F16 => KvCache::F16 { k: vec![f16::ZERO; n], v: vec![f16::ZERO; n_v] },
+        };
+        Ok(State { ctx, pos: 0, kv, s: Scratch::default() })
     }
 
     /// Runs `tokens` at the state's next positions, in batches of at most [`MAX_BATCH`], and
@@ -411,10 +484,10 @@ impl Engine {
     ///
     /// Every score is summed over the head dimension in order, as a plain dot product would, but
     /// a block of positions advances together: the vector lanes run across positions.
-    fn attention(
+    fn attention<E: KvElem>(
         &self,
         q: &[f32],
-        kv: LayerKv<'_>,
+        kv: LayerKv<'_, E>,
         pos: std::ops::Range<usize>,
         o: &mut Vec<f32>,
         scratch: &mut Vec<f32>,
@@ -461,7 +534,7 @@ impl Engine {
                     // writes it while jobs read it (its keys were stored before this run, or by
                     // this thread, which owns it, before its jobs).
                     let keys = unsafe {
-                        std::slice::from_raw_parts(kt.get().add(kvh * k_head) as *const f32, k_head)
+                        std::slice::from_raw_parts(kt.get().add(kvh * k_head) as *const E, k_head)
                     };
                     key_scores(qh, keys, sc);
                     let mut max = f32::NEG_INFINITY;
@@ -506,13 +579,30 @@ impl Engine {
     /// One batch of at most [`MAX_BATCH`] tokens; logits when asked. The position advances
     /// only when the whole batch succeeded.
     fn forward_batch(&self, st: &mut State, tokens: &[u32], want: Option<Logits>) -> Result<()> {
+        let State { ctx, pos, kv, s } = st;
+        let (ctx, pos0) = (*ctx, *pos);
+        match kv {
+            KvCache::F32 { k, v } => self.run_batch(Kv { ctx, pos0, k, v }, s, tokens, want)?,
+            KvCache::F16 { k, v } => self.run_batch(Kv { ctx, pos0, k, v }, s, tokens, want)?,
+        }
+        *pos += tokens.len();
+        Ok(())
+    }
+
+    /// [`Engine::forward_batch`] on a cache of elements `E`.
+    fn run_batch<E: KvElem>(
+        &self,
+        kv: Kv<'_, E>,
+        s: &mut Scratch,
+        tokens: &[u32],
+        want: Option<Logits>,
+    ) -> Result<()> {
         let c = self.config();
         let w = &self.model.weights;
         let pool = self.matmul.pool();
         let n = tokens.len();
         let (h, kvd, eps) = (c.hidden, c.kv_dim(), c.norm_eps);
-        let State { ctx, pos, k: k_cache, v: v_cache, s } = st;
-        let (ctx, pos0) = (*ctx, *pos);
+        let Kv { ctx, pos0, k: k_cache, v: v_cache } = kv;
         let MatrixRef::Quant(emb) = w.embed.matrix()? else {
             return Err(InferError::UnsupportedTensorType {
                 name: w.embed.name.clone(),
@@ -535,7 +625,7 @@ impl Engine {
             let k_layer = l * c.n_kv_heads * k_head..(l + 1) * c.n_kv_heads * k_head;
             let layer = l * ctx * kvd..(l + 1) * ctx * kvd;
             let new = l * ctx * kvd + pos0 * kvd..l * ctx * kvd + (pos0 + n) * kvd;
-            v_cache[new].copy_from_slice(&s.v);
+            E::convert(&mut v_cache[new], &s.v);
             let kv = LayerKv { new_k: &s.k, kt: &mut k_cache[k_layer], vc: &v_cache[layer] };
             self.attention(&s.q, kv, pos0..pos0 + n, &mut s.o, &mut s.attn)?;
             if let Some(sn) = &lw.attn_sub_norm {
@@ -562,7 +652,6 @@ impl Engine {
             rms_norm_into(pool, &s.x[first * h..], &w.final_norm, eps, &mut s.h)?;
             self.linear(w.head(), &s.h, n - first, &mut s.acts, &mut s.logits)?;
         }
-        *pos += n;
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ pub mod ppl;
 pub mod sampling;
 pub mod tokenizer;
 
-pub use engine::{Engine, Logits, State};
+pub use engine::{Engine, KvType, Logits, State};
 pub use error::{InferError, Result};
 pub use model::Model;
 pub use tokenizer::Tokenizer;

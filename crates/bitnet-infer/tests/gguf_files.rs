@@ -4,7 +4,7 @@
 use bitnet_core::format::GgmlType;
 use bitnet_infer::export::{preset, write_random_model};
 use bitnet_infer::gguf::{parse_header, GgufFile};
-use bitnet_infer::{Engine, InferError, Logits, Model};
+use bitnet_infer::{Engine, InferError, KvType, Logits, Model};
 use std::path::Path;
 
 fn random_tiny(dir: &Path, ty: GgmlType) -> std::path::PathBuf {
@@ -17,9 +17,11 @@ fn random_tiny_head(dir: &Path, ty: GgmlType, head: GgmlType) -> std::path::Path
     p
 }
 
+/// Logits of every position, with an f32 KV cache: these tests compare weight formats, and an
+/// f16 cache would add its own rounding to the differences they bound.
 fn logits(path: &Path, prompt: &[u32]) -> Vec<f32> {
     let engine = Engine::new(Model::load_gguf(path).unwrap(), 1).unwrap();
-    let mut st = engine.new_state(16).unwrap();
+    let mut st = engine.new_state_with(16, KvType::F32).unwrap();
     engine.forward(&mut st, prompt, Logits::All).unwrap().to_vec()
 }
 
@@ -152,24 +154,27 @@ fn missing_tensor_and_bad_requests_are_errors() {
 /// Logits do not depend on the thread count, bit for bit: rows are split across threads but each
 /// is summed alike, and attention gives the same sums whether threads own whole kv heads (1 and
 /// 2 threads here: 2 kv heads) or share interleaved jobs (3 threads). The prompt crosses a key
-/// block of 32 positions, and decode steps follow it.
+/// block of 32 positions, and decode steps follow it; f32 and f16 KV caches.
 #[test]
 fn logits_are_identical_on_any_number_of_threads() {
     let dir = tempfile::tempdir().unwrap();
     let path = random_tiny_head(dir.path(), GgmlType::TQ2_0, GgmlType::Q6K);
     let prompt: Vec<u32> = (0..37).map(|i| (i * 37 + 11) % 500).collect();
-    let run = |threads: usize| -> Vec<f32> {
+    let run = |threads: usize, kv: KvType| -> Vec<f32> {
         let engine = Engine::new(Model::load_gguf(&path).unwrap(), threads).unwrap();
-        let mut st = engine.new_state(64).unwrap();
+        let mut st = engine.new_state_with(64, kv).unwrap();
+        assert_eq!(st.kv_type(), kv);
         let mut all = engine.forward(&mut st, &prompt, Logits::All).unwrap().to_vec();
         for t in [3u32, 99, 7] {
             all.extend_from_slice(engine.forward(&mut st, &[t], Logits::Last).unwrap());
         }
         all
     };
-    let one = run(1);
-    assert!(one.iter().all(|v| v.is_finite()));
-    for threads in [2, 3] {
-        assert!(run(threads) == one, "{threads} threads change the logits");
+    for kv in [KvType::F32, KvType::F16] {
+        let one = run(1, kv);
+        assert!(one.iter().all(|v| v.is_finite()));
+        for threads in [2, 3] {
+            assert!(run(threads, kv) == one, "{threads} threads change the logits ({kv:?} cache)");
+        }
     }
 }

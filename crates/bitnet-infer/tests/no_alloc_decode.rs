@@ -3,7 +3,7 @@
 
 use bitnet_core::format::GgmlType;
 use bitnet_infer::export::{preset, write_random_model};
-use bitnet_infer::{Engine, Logits, Model};
+use bitnet_infer::{Engine, KvType, Logits, Model};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -45,10 +45,10 @@ fn decode_steps_allocate_nothing() {
     ] {
         let path = dir.path().join(format!("tiny-{ty:?}.gguf"));
         write_random_model(&path, &preset("tiny").unwrap(), ty, head, 7).unwrap();
-        for threads in [1, 2] {
+        for (threads, kv) in [(1, KvType::F32), (2, KvType::F32), (2, KvType::F16)] {
             let engine = Engine::new(Model::load_gguf(&path).unwrap(), threads).unwrap();
             let ctx = 64;
-            let mut st = engine.new_state(ctx).unwrap();
+            let mut st = engine.new_state_with(ctx, kv).unwrap();
             // A first pass over the whole context grows every buffer to its largest size.
             engine.forward(&mut st, &[1, 2, 3], Logits::Last).unwrap();
             for t in 3..ctx as u32 {
@@ -60,7 +60,10 @@ fn decode_steps_allocate_nothing() {
                 engine.forward(&mut st, &[t % 100], Logits::Last).unwrap();
             }
             let n = ALLOCS.load(Ordering::Relaxed) - before;
-            assert_eq!(n, 0, "{ty:?} with a {head:?} head on {threads} threads: {n} allocations");
+            assert_eq!(
+                n, 0,
+                "{ty:?}, {head:?} head, {threads} threads, {kv:?} cache: {n} allocations"
+            );
         }
     }
 }

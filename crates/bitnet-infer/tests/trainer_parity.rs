@@ -2,7 +2,7 @@
 //! training-side forward pass's logits (fake quantization in candle) and greedy tokens.
 
 mod common;
-use bitnet_infer::{Engine, Logits, Model};
+use bitnet_infer::{Engine, KvType, Logits, Model};
 use bitnet_train::layers::QuantMode;
 use bitnet_train::models::{CausalLm, ModelConfig, Preset};
 use bitnet_train::trainer::checkpoint::safetensors_bytes;
@@ -39,7 +39,7 @@ fn check(cfg: ModelConfig, what: &str) {
     let want: Vec<f32> = m.forward(&ids).unwrap().flatten_all().unwrap().to_vec1().unwrap();
 
     let engine = Engine::new(Model::load_hf(dir.path()).unwrap(), 2).unwrap();
-    let mut st = engine.new_state(32).unwrap();
+    let mut st = engine.new_state_with(32, KvType::F32).unwrap();
     let got = engine.forward(&mut st, &prompt, Logits::All).unwrap().to_vec();
     let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -50,7 +50,7 @@ fn check(cfg: ModelConfig, what: &str) {
 
     // Greedy: the training forward over the growing sequence against the engine's KV cache.
     let mut seq = prompt.clone();
-    let mut st = engine.new_state(32).unwrap();
+    let mut st = engine.new_state_with(32, KvType::F32).unwrap();
     let mut next =
         common::top_k(engine.forward(&mut st, &prompt, Logits::Last).unwrap(), 1)[0] as u32;
     for _ in 0..8 {

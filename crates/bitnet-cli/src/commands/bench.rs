@@ -7,7 +7,7 @@ use super::model_args::default_threads;
 use anyhow::{Context, Result};
 use bitnet_infer::bench::{bench, BenchResult};
 use bitnet_infer::load::open_model;
-use bitnet_infer::Engine;
+use bitnet_infer::{Engine, KvType};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -31,6 +31,14 @@ pub struct Args {
     /// Print a JSON list (llama-bench's fields) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Element type of the KV cache: f32 or f16 (llama.cpp's default).
+    #[arg(long = "cache-type", default_value = "f32", value_parser = parse_kv_type)]
+    pub cache_type: KvType,
+}
+
+/// A KV cache element type by name, for `--cache-type`.
+pub fn parse_kv_type(s: &str) -> std::result::Result<KvType, String> {
+    KvType::from_name(s).ok_or_else(|| format!("unknown cache type {s:?}: use f32 or f16"))
 }
 
 /// The peak resident set of this process (`VmHWM`), where the OS reports it.
@@ -50,7 +58,7 @@ pub fn run(a: Args) -> Result<()> {
     let mut rows: Vec<BenchResult> = Vec::new();
     for &t in &a.threads {
         let engine = Engine::new(model.clone(), t)?;
-        rows.extend(bench(&engine, a.n_prompt, a.n_gen, a.repetitions)?);
+        rows.extend(bench(&engine, a.n_prompt, a.n_gen, a.repetitions, a.cache_type)?);
     }
     let peak = peak_rss_bytes();
     if a.json {
@@ -73,8 +81,8 @@ pub fn run(a: Args) -> Result<()> {
                     "n_batch": bitnet_infer::engine::MAX_BATCH,
                     "n_ubatch": bitnet_infer::engine::MAX_BATCH,
                     "n_threads": r.n_threads,
-                    "type_k": "f32",
-                    "type_v": "f32",
+                    "type_k": a.cache_type.name(),
+                    "type_v": a.cache_type.name(),
                     "n_gpu_layers": 0,
                     "use_mmap": true,
                     "n_prompt": r.n_prompt,

@@ -29,6 +29,9 @@ pub struct Args {
     /// Context size (KV cache); 0 for the model's own.
     #[arg(long, short = 'c', default_value_t = 4096)]
     pub ctx: usize,
+    /// Element type of the KV cache: f32 or f16 (half the memory).
+    #[arg(long = "cache-type", default_value = "f32", value_parser = super::bench::parse_kv_type)]
+    pub cache_type: bitnet_infer::KvType,
     /// Do not add BOS in front of a text prompt.
     #[arg(long)]
     pub no_bos: bool,
@@ -91,7 +94,7 @@ pub fn run(a: Args) -> Result<()> {
     if prompt.is_empty() {
         bail!("the prompt is empty");
     }
-    let mut st = engine.new_state(a.ctx)?;
+    let mut st = engine.new_state_with(a.ctx, a.cache_type)?;
     let opts = GenerateOptions {
         max_tokens: a.max_tokens,
         sampler,

@@ -26,39 +26,130 @@ pub fn key_cache_len(head_dim: usize, ctx: usize) -> usize {
     ctx.next_multiple_of(KEY_BLOCK) * head_dim
 }
 
+/// An element type of the KV cache: `f32`, or `f16` (half the bytes to read per position, as
+/// llama.cpp keeps its cache by default). Values are rounded to the element type when stored and
+/// widened exactly when read, so both types sum the same way.
+pub trait KvElem: Copy + Default + Send + Sync + 'static + sealed::Sealed {
+    /// The element nearest `v` (round to nearest even).
+    fn from_f32(v: f32) -> Self;
+    /// The exact f32 value.
+    fn widen(self) -> f32;
+    /// `dst[i] = from_f32(src[i])` for a whole slice (vectorized where the CPU allows).
+    fn convert(dst: &mut [Self], src: &[f32]);
+    #[doc(hidden)]
+    fn key_scores_simd(q: &[f32], kt: &[Self], sc: &mut [f32]) -> bool;
+    #[doc(hidden)]
+    fn weighted_values_simd(w: &[f32], v: &[Self], stride: usize, acc: &mut [f32]) -> bool;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for half::f16 {}
+}
+
+impl KvElem for f32 {
+    #[inline(always)]
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+    fn convert(dst: &mut [f32], src: &[f32]) {
+        dst.copy_from_slice(src)
+    }
+    fn key_scores_simd(q: &[f32], kt: &[f32], sc: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked just now).
+            unsafe { key_scores_avx2(q, kt, sc) };
+            return true;
+        }
+        false
+    }
+    fn weighted_values_simd(w: &[f32], v: &[f32], stride: usize, acc: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked just now).
+            unsafe { weighted_values_avx2(w, v, stride, acc) };
+            return true;
+        }
+        false
+    }
+}
+
+impl KvElem for half::f16 {
+    #[inline(always)]
+    fn from_f32(v: f32) -> Self {
+        half::f16::from_f32_const(v)
+    }
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32_const()
+    }
+    fn convert(dst: &mut [half::f16], src: &[f32]) {
+        use half::slice::HalfFloatSliceExt;
+        dst.convert_from_f32_slice(src)
+    }
+    fn key_scores_simd(q: &[f32], kt: &[half::f16], sc: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            // SAFETY: AVX2 and F16C are present (checked just now).
+            unsafe { super::x86_64::attn_f16::key_scores(q, kt, sc) };
+            return true;
+        }
+        false
+    }
+    fn weighted_values_simd(w: &[f32], v: &[half::f16], stride: usize, acc: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            // SAFETY: AVX2 and F16C are present (checked just now).
+            unsafe { super::x86_64::attn_f16::weighted_values(w, v, stride, acc) };
+            return true;
+        }
+        false
+    }
+}
+
 /// Stores the key `k` (one head, `head_dim` values) of position `p` in a head's blocked cache.
-pub fn store_key(kt: &mut [f32], p: usize, k: &[f32]) {
+pub fn store_key<E: KvElem>(kt: &mut [E], p: usize, k: &[f32]) {
     let d = k.len();
     let at = (p / KEY_BLOCK) * d * KEY_BLOCK + p % KEY_BLOCK;
-    for (i, &v) in k.iter().enumerate() {
-        kt[at + i * KEY_BLOCK] = v;
+    // Converted 64 at a time (one vector conversion), then scattered down the block.
+    let mut buf = [E::default(); 64];
+    for (c, kc) in k.chunks(64).enumerate() {
+        let b = &mut buf[..kc.len()];
+        E::convert(b, kc);
+        for (i, &v) in b.iter().enumerate() {
+            kt[at + (64 * c + i) * KEY_BLOCK] = v;
+        }
     }
 }
 
 /// `sc[p] = sum_i q[i] * key[p][i]` for every `p < sc.len()`, the sum over `i` in order from
 /// zero, with `kt` one head's blocked key cache (at least `sc.len()` rounded up to whole blocks).
-pub fn key_scores(q: &[f32], kt: &[f32], sc: &mut [f32]) {
+pub fn key_scores<E: KvElem>(q: &[f32], kt: &[E], sc: &mut [f32]) {
     assert!(kt.len() >= key_cache_len(q.len(), sc.len()), "key_scores: cache too short");
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked just now).
-        return unsafe { key_scores_avx2(q, kt, sc) };
+    if !E::key_scores_simd(q, kt, sc) {
+        key_scores_body(q, kt, sc)
     }
-    key_scores_body(q, kt, sc)
 }
 
 /// `acc[i] = sum_p w[p] * v[p * stride + i]` for every `i < acc.len()`, the sum over `p` in
 /// order from zero.
-pub fn weighted_values(w: &[f32], v: &[f32], stride: usize, acc: &mut [f32]) {
+pub fn weighted_values<E: KvElem>(w: &[f32], v: &[E], stride: usize, acc: &mut [f32]) {
     if let Some(p) = w.len().checked_sub(1) {
         assert!(v.len() >= p * stride + acc.len(), "weighted_values: values too short");
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked just now).
-        return unsafe { weighted_values_avx2(w, v, stride, acc) };
+    if !E::weighted_values_simd(w, v, stride, acc) {
+        weighted_values_body(w, v, stride, acc)
     }
-    weighted_values_body(w, v, stride, acc)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -75,18 +166,18 @@ fn weighted_values_avx2(w: &[f32], v: &[f32], stride: usize, acc: &mut [f32]) {
 
 /// The [`KEY_BLOCK`] scores of one key block (`q.len() * KEY_BLOCK` floats).
 #[inline(always)]
-fn score_block(q: &[f32], block: &[f32]) -> [f32; KEY_BLOCK] {
+fn score_block<E: KvElem>(q: &[f32], block: &[E]) -> [f32; KEY_BLOCK] {
     let mut a = [0f32; KEY_BLOCK];
     for (qi, kr) in q.iter().zip(block.chunks_exact(KEY_BLOCK)) {
         for (a, &k) in a.iter_mut().zip(kr) {
-            *a += qi * k;
+            *a += qi * k.widen();
         }
     }
     a
 }
 
 #[inline(always)]
-fn key_scores_body(q: &[f32], kt: &[f32], sc: &mut [f32]) {
+fn key_scores_body<E: KvElem>(q: &[f32], kt: &[E], sc: &mut [f32]) {
     let d = q.len();
     for (out, block) in sc.chunks_mut(KEY_BLOCK).zip(kt.chunks_exact(d * KEY_BLOCK)) {
         // A last, partial block still scores every lane (the cache holds whole blocks).
@@ -97,30 +188,35 @@ fn key_scores_body(q: &[f32], kt: &[f32], sc: &mut [f32]) {
 
 /// `out[i] = sum_p w[p] * v[p * stride + i0 + i]` for `L` dimensions.
 #[inline(always)]
-fn values_block<const L: usize>(w: &[f32], v: &[f32], stride: usize, i0: usize) -> [f32; L] {
+fn values_block<const L: usize, E: KvElem>(
+    w: &[f32],
+    v: &[E],
+    stride: usize,
+    i0: usize,
+) -> [f32; L] {
     let mut a = [0f32; L];
     for (p, &wp) in w.iter().enumerate() {
         let at = p * stride + i0;
-        let vr: &[f32; L] = v[at..at + L].try_into().expect("a block of values");
+        let vr: &[E; L] = v[at..at + L].try_into().expect("a block of values");
         for (a, &x) in a.iter_mut().zip(vr) {
-            *a += wp * x;
+            *a += wp * x.widen();
         }
     }
     a
 }
 
 #[inline(always)]
-fn weighted_values_body(w: &[f32], v: &[f32], stride: usize, acc: &mut [f32]) {
+fn weighted_values_body<E: KvElem>(w: &[f32], v: &[E], stride: usize, acc: &mut [f32]) {
     let mut i0 = 0;
     while i0 < acc.len() {
         let left = acc.len() - i0;
         if left >= VALUE_LANES {
             acc[i0..i0 + VALUE_LANES]
-                .copy_from_slice(&values_block::<VALUE_LANES>(w, v, stride, i0));
+                .copy_from_slice(&values_block::<VALUE_LANES, E>(w, v, stride, i0));
             i0 += VALUE_LANES;
         } else if left >= NARROW_LANES {
             acc[i0..i0 + NARROW_LANES]
-                .copy_from_slice(&values_block::<NARROW_LANES>(w, v, stride, i0));
+                .copy_from_slice(&values_block::<NARROW_LANES, E>(w, v, stride, i0));
             i0 += NARROW_LANES;
         } else {
             let out = &mut acc[i0..];
@@ -128,7 +224,7 @@ fn weighted_values_body(w: &[f32], v: &[f32], stride: usize, acc: &mut [f32]) {
             for (p, &wp) in w.iter().enumerate() {
                 let at = p * stride + i0;
                 for (a, &x) in out.iter_mut().zip(&v[at..at + left]) {
-                    *a += wp * x;
+                    *a += wp * x.widen();
                 }
             }
             i0 = acc.len();
@@ -138,7 +234,7 @@ fn weighted_values_body(w: &[f32], v: &[f32], stride: usize, acc: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{key_cache_len, key_scores, key_scores_body, store_key};
+    use super::{key_cache_len, key_scores, key_scores_body, store_key, KvElem, KEY_BLOCK};
     use super::{weighted_values, weighted_values_body};
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
@@ -150,17 +246,16 @@ mod tests {
             .collect()
     }
 
-    /// Bit for bit the plain sequential sums from zero, for every length around the block size and a
-    /// cache that ends inside the last block.
-    #[test]
-    fn scores_and_values_equal_sequential_sums_bit_for_bit() {
+    /// Bit for bit the plain sequential sums from zero (of the keys and values as the cache holds
+    /// them: rounded to `E`), for every length around the block size and a cache that ends inside
+    /// the last block, on the SIMD path and the reference body.
+    fn equal_sequential_sums<E: KvElem>() {
         let d = 24;
         for len in 0..=100 {
             let keys: Vec<Vec<f32>> = (0..len).map(|p| values(d, 2 + p as u32)).collect();
             let q = values(d, 1);
-            let mut kt = vec![f32::NAN; key_cache_len(d, len)];
             // Lanes past `len` hold whatever a cache holds; their scores are thrown away.
-            kt.iter_mut().for_each(|v| *v = 7.0);
+            let mut kt = vec![E::from_f32(7.0); key_cache_len(d, len)];
             for (p, k) in keys.iter().enumerate() {
                 store_key(&mut kt, p, k);
             }
@@ -169,26 +264,50 @@ mod tests {
             let mut body = vec![f32::NAN; len];
             key_scores_body(&q, &kt, &mut body);
             for p in 0..len {
-                let want = q.iter().zip(&keys[p]).fold(0.0, |s, (&a, &b)| s + a * b);
+                let want =
+                    q.iter().zip(&keys[p]).fold(0.0, |s, (&a, &b)| s + a * E::from_f32(b).widen());
                 assert_eq!(got[p].to_bits(), want.to_bits(), "len {len} p {p}");
                 assert_eq!(body[p].to_bits(), want.to_bits());
             }
         }
         let stride = 40;
-        for dim in [5, 16, 35, 64, 100, 128] {
+        for dim in [5, 16, 35, 64, 100, 128, 130] {
             for len in [0, 1, 17, 33] {
-                let (w, v) = (values(len, 3), values(len * stride + dim, 4));
+                let w = values(len, 3);
+                let v: Vec<E> =
+                    values(len * stride + dim, 4).into_iter().map(E::from_f32).collect();
                 let mut got = vec![f32::NAN; dim];
                 weighted_values(&w, &v, stride, &mut got);
                 let mut body = vec![f32::NAN; dim];
                 weighted_values_body(&w, &v, stride, &mut body);
                 for i in 0..dim {
-                    let want =
-                        w.iter().enumerate().fold(0.0, |s, (p, &wp)| s + wp * v[p * stride + i]);
+                    let want = w
+                        .iter()
+                        .enumerate()
+                        .fold(0.0, |s, (p, &wp)| s + wp * v[p * stride + i].widen());
                     assert_eq!(got[i].to_bits(), want.to_bits(), "dim {dim} len {len} i {i}");
                     assert_eq!(body[i].to_bits(), want.to_bits());
                 }
             }
         }
+    }
+
+    #[test]
+    fn f32_scores_and_values_equal_sequential_sums_bit_for_bit() {
+        equal_sequential_sums::<f32>();
+    }
+
+    #[test]
+    fn f16_scores_and_values_equal_sequential_sums_bit_for_bit() {
+        equal_sequential_sums::<half::f16>();
+    }
+
+    #[test]
+    fn f16_cache_rounds_to_nearest() {
+        let mut kt = vec![half::f16::ZERO; key_cache_len(2, 1)];
+        store_key(&mut kt, 0, &[1.0 + 1.0 / 4096.0, 65519.0]);
+        // A quarter of an f16 ulp above 1 rounds down to 1; 65519 rounds to the largest f16.
+        assert_eq!(kt[0].to_f32(), 1.0);
+        assert_eq!(kt[KEY_BLOCK].to_f32(), 65504.0);
     }
 }

@@ -2,6 +2,7 @@
 //! `table()` that wraps them in safe function pointers; `Kernels::new` calls it only after
 //! checking that the CPU has the features.
 
+pub mod attn_f16;
 pub mod avx2;
 pub mod avx512;
 pub mod quant_avx2;
