@@ -13,6 +13,7 @@ use bitnet_core::kernels::act;
 use bitnet_core::kernels::attn::{
     self, key_cache_len, key_scores, store_key, weighted_values, KvElem,
 };
+use bitnet_core::kernels::pool::SharedMut;
 use bitnet_core::kernels::{Kernels, Matmul, QuantActs, ThreadPool};
 use half::f16;
 use std::sync::Mutex;
@@ -138,24 +139,6 @@ pub struct Engine {
     matmul: Matmul,
     /// RoPE inverse frequencies, one per rotated pair.
     inv_freq: Vec<f32>,
-}
-
-struct SendPtr<T>(*mut T);
-impl<T> Clone for SendPtr<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for SendPtr<T> {}
-// SAFETY: used only to let pool threads write disjoint ranges of one buffer.
-unsafe impl<T: Send> Send for SendPtr<T> {}
-// SAFETY: as above; every thread writes its own indices.
-unsafe impl<T: Send> Sync for SendPtr<T> {}
-
-impl<T> SendPtr<T> {
-    fn get(self) -> *mut T {
-        self.0
-    }
 }
 
 /// RMSNorm of one row, in place (the sum of squares in f64, over eight independent lanes: one
@@ -497,7 +480,7 @@ impl Engine {
         let (d, nh, nkv, kvd) = (c.head_dim, c.n_heads, c.n_kv_heads, c.kv_dim());
         let group = nh / nkv;
         o.resize(n * nh * d, 0.0);
-        let out = SendPtr(o.as_mut_ptr());
+        let out = SharedMut::new(o.as_mut_ptr());
         let scale = 1.0 / (d as f32).sqrt();
         let n_threads = self.matmul.n_threads();
         let jobs = n * nh;
@@ -509,14 +492,14 @@ impl Engine {
         if !by_kv_head {
             store_keys(kv.kt, k_head, kv.new_k, d, kvd, pos0);
         }
-        let kt = SendPtr(kv.kt.as_mut_ptr());
+        let kt = SharedMut::new(kv.kt.as_mut_ptr());
         let (new_k, vc) = (kv.new_k, kv.vc);
         // Grows to the longest context seen, then is reused: no allocation per token.
         let per_thread = pos0 + n + d;
         if scratch.len() < n_threads * per_thread {
             scratch.resize(n_threads * per_thread, 0.0);
         }
-        let scratch = SendPtr(scratch.as_mut_ptr());
+        let scratch = SharedMut::new(scratch.as_mut_ptr());
         self.matmul
             .pool()
             .run(&|tid| {

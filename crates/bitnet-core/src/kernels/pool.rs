@@ -137,8 +137,14 @@ impl ThreadPool {
     }
 }
 
-/// The base of a slice whose disjoint pieces the threads of one [`ThreadPool::run`] borrow.
-struct SharedMut<T>(*mut T);
+/// The base of a slice whose disjoint pieces the threads of one [`ThreadPool::run`] borrow: each
+/// thread must touch only its own pieces, and the slice must outlive the run.
+pub struct SharedMut<T>(*mut T);
+impl<T> std::fmt::Debug for SharedMut<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SharedMut").field(&self.0).finish()
+    }
+}
 impl<T> Clone for SharedMut<T> {
     fn clone(&self) -> Self {
         *self
@@ -150,7 +156,11 @@ unsafe impl<T: Send> Send for SharedMut<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for SharedMut<T> {}
 impl<T> SharedMut<T> {
-    fn get(self) -> *mut T {
+    pub fn new(p: *mut T) -> Self {
+        SharedMut(p)
+    }
+
+    pub fn get(self) -> *mut T {
         self.0
     }
 }
