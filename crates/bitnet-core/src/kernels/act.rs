@@ -4,9 +4,9 @@
 //! [`exp`] is Cephes' single-precision method: `x = n ln 2 + r` with `|r| <= ln 2 / 2` (`ln 2`
 //! split in two parts so `r` is exact), a degree-6 polynomial for `e^r`, and `2^n` built in the
 //! exponent bits (as two factors, each a normal float). Over the whole range it stays within 2
-//! ulp of the exact value (test against f64). It is written with plain arithmetic and selects, so the loops below compile to vector
-//! code; on x86_64 with AVX2 they are compiled a second time for 256-bit registers (the same
-//! operations, so the same results).
+//! ulp of the exact value (test against f64). It is written with plain arithmetic and selects,
+//! so the loops below compile to vector code; on x86_64 with AVX2 they are compiled a second
+//! time for 256-bit registers (the same operations, so the same results).
 
 /// Above this, `e^x` overflows f32.
 const EXP_HI: f32 = 88.72284;

@@ -229,15 +229,13 @@ fn tiles_fit(m: &TernaryMatrix<'_>) -> bool {
 }
 
 /// The codes of a tile of rows as the tile kernels read them.
-struct TileCodes<'a> {
-    codes: &'a [u8],
-    layout: CodeLayout,
-    /// The tile's `TQ2_0` blocks (empty for `I2_S`).
-    tq2: &'a [BlockTQ2_0],
-    /// The tile's `TQ1_0` blocks when they are summed as they are (one token); empty otherwise.
-    tq1: &'a [BlockTQ1_0],
-    /// The `I2_S` tensor scale.
-    i2s_scale: f32,
+enum TileCodes<'a> {
+    /// `TQ2_0` blocks, from the file or rewritten from `TQ1_0`.
+    Tq2(&'a [BlockTQ2_0]),
+    /// `TQ1_0` blocks summed as they are (one token).
+    Tq1(&'a [BlockTQ1_0]),
+    /// `I2_S` codes and the tensor scale.
+    I2s { codes: &'a [u8], scale: f32 },
 }
 
 impl TileCodes<'_> {
@@ -245,11 +243,17 @@ impl TileCodes<'_> {
     ///
     /// [`CodesTile`]: super::tile::CodesTile
     fn sums(&self, k: &Kernels, rows: usize, a: &[BlockQ8K], n_tok: usize, out: &mut [i32]) -> u64 {
-        if self.tq1.is_empty() {
-            (k.codes_tile)(self.codes, self.layout, rows, a, n_tok, out)
-        } else {
-            debug_assert_eq!(n_tok, 1);
-            (k.tq1_0_rows)(self.tq1, rows, a, out)
+        match *self {
+            TileCodes::Tq2(b) => {
+                (k.codes_tile)(bytemuck::cast_slice(b), CodeLayout::Tq2_0, rows, a, n_tok, out)
+            }
+            TileCodes::Tq1(b) => {
+                debug_assert_eq!(n_tok, 1);
+                (k.tq1_0_rows)(b, rows, a, out)
+            }
+            TileCodes::I2s { codes, .. } => {
+                (k.codes_tile)(codes, CodeLayout::I2s, rows, a, n_tok, out)
+            }
         }
     }
 
@@ -259,13 +263,10 @@ impl TileCodes<'_> {
     fn row_scales(&self, nb: usize, out: &mut [f32]) {
         let mut d = [half::f16::ZERO; MAX_TILE_ROWS];
         let d = &mut d[..out.len()];
-        if !self.tq1.is_empty() {
-            d.iter_mut().zip(self.tq1.iter().step_by(nb)).for_each(|(d, b)| *d = b.d);
-        } else if self.layout == CodeLayout::Tq2_0 {
-            d.iter_mut().zip(self.tq2.iter().step_by(nb)).for_each(|(d, b)| *d = b.d);
-        } else {
-            out.fill(self.i2s_scale);
-            return;
+        match *self {
+            TileCodes::Tq2(b) => d.iter_mut().zip(b.iter().step_by(nb)).for_each(|(d, b)| *d = b.d),
+            TileCodes::Tq1(b) => d.iter_mut().zip(b.iter().step_by(nb)).for_each(|(d, b)| *d = b.d),
+            TileCodes::I2s { scale, .. } => return out.fill(scale),
         }
         d.convert_to_f32_slice(out);
     }
@@ -284,34 +285,17 @@ fn tile_codes<'a>(
 ) -> TileCodes<'a> {
     let nb = m.blocks_per_row();
     let (lo, hi) = (r0 * nb, r1 * nb);
-    let tq2 = |b: &'a [BlockTQ2_0]| TileCodes {
-        codes: bytemuck::cast_slice(b),
-        layout: CodeLayout::Tq2_0,
-        tq2: b,
-        tq1: &[],
-        i2s_scale: 0.0,
-    };
     match m.view() {
-        TernaryView::Tq2_0(b) => tq2(&b[lo..hi]),
-        TernaryView::Tq1_0(b) if n_tokens < TQ1_TILE_MIN_TOKENS => TileCodes {
-            codes: &[],
-            layout: CodeLayout::Tq2_0,
-            tq2: &[],
-            tq1: &b[lo..hi],
-            i2s_scale: 0.0,
-        },
+        TernaryView::Tq2_0(b) => TileCodes::Tq2(&b[lo..hi]),
+        TernaryView::Tq1_0(b) if n_tokens < TQ1_TILE_MIN_TOKENS => TileCodes::Tq1(&b[lo..hi]),
         TernaryView::Tq1_0(b) => {
             let out = &mut scratch[..hi - lo];
             (k.tq1_0_to_tq2_0)(&b[lo..hi], out);
-            tq2(out)
+            TileCodes::Tq2(out)
         }
-        TernaryView::I2s { codes, scale } => TileCodes {
-            codes: &codes[lo * 64..hi * 64],
-            layout: CodeLayout::I2s,
-            tq2: &[],
-            tq1: &[],
-            i2s_scale: scale,
-        },
+        TernaryView::I2s { codes, scale } => {
+            TileCodes::I2s { codes: &codes[lo * 64..hi * 64], scale }
+        }
         TernaryView::T2p { .. } => unreachable!("tiles_fit admits no T2P matrix"),
     }
 }

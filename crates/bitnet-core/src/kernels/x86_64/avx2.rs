@@ -2,6 +2,7 @@
 //! partial sums widened by `vpmaddwd`, minus the activation sums (`sum (c - 1) a = sum c a - sum a`).
 //! The integer block sums and the f32 accumulation order equal [`crate::kernels::scalar`]'s.
 
+use super::tile_avx2::WIDEN;
 use crate::format::{BlockQ8K, BlockTQ1_0, BlockTQ2_0};
 use crate::kernels::{Isa, Kernels};
 use std::arch::x86_64::*;
@@ -76,17 +77,23 @@ fn mac(acc: __m256i, c: __m256i, x: __m256i) -> __m256i {
     _mm256_add_epi16(acc, _mm256_maddubs_epi16(c, x))
 }
 
+/// Sum of the eight i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) fn hsum(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
 /// The exact block sum `sum c*a - sum a` from i16 products and the block's `bsums`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 fn finish(acc16: __m256i, a: &BlockQ8K) -> i32 {
     let ones = _mm256_set1_epi16(1);
     let bs = load(bytemuck::cast_slice(a.bsums.as_slice()), 0);
-    let v = _mm256_sub_epi32(_mm256_madd_epi16(acc16, ones), _mm256_madd_epi16(bs, ones));
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-    _mm_cvtsi128_si32(s)
+    hsum(_mm256_sub_epi32(_mm256_madd_epi16(acc16, ones), _mm256_madd_epi16(bs, ones)))
 }
 
 /// `TQ2_0` · int8: byte `32h + j` holds weights `128h + j + 32l` in bit pair `l`.
@@ -251,8 +258,8 @@ pub unsafe fn tq1_0_to_tq2_0(src: &[BlockTQ1_0], dst: &mut [BlockTQ2_0]) {
 const TQ1_PREFETCH: usize = 4096;
 
 /// [`crate::kernels::tile::tq1_0_rows`] on AVX2: the trit planes of [`tq1_0_planes`] into i16
-/// sums, widened every 4 blocks (a block adds at most 8 × 2 × 2 × 128 = 4096 to a lane) and
-/// reduced once per row: no per-block reduction or scaling.
+/// sums, widened every [`WIDEN`] blocks as the 2-bit tiles widen theirs (trits are at most 2,
+/// as those codes are) and reduced once per row: no per-block reduction or scaling.
 ///
 /// # Safety
 /// The CPU must support AVX2 and F16C.
@@ -275,15 +282,12 @@ pub unsafe fn tq1_0_rows(w: &[BlockTQ1_0], rows: usize, a: &[BlockQ8K], out: &mu
             for (n, pn) in tq1_0_planes(wb).into_iter().enumerate() {
                 acc16 = mac(acc16, pn, load(x, 32 * n));
             }
-            if b % 4 == 3 || b + 1 == nb {
+            if b % WIDEN == WIDEN - 1 || b + 1 == nb {
                 acc32 = _mm256_add_epi32(acc32, _mm256_madd_epi16(acc16, ones));
                 acc16 = _mm256_setzero_si256();
             }
         }
-        let s = _mm_add_epi32(_mm256_castsi256_si128(acc32), _mm256_extracti128_si256::<1>(acc32));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-        *o = _mm_cvtsi128_si32(s);
+        *o = hsum(acc32);
         mixed |= ((m != 0) as u64) << r;
     }
     mixed

@@ -3,6 +3,7 @@
 //! by `vpmaddubsw` (unsigned codes × signed activations). The i16 sums are widened every
 //! [`WIDEN`] blocks and reduced once per row and token.
 
+use super::avx2::hsum;
 use crate::format::BlockQ8K;
 use crate::kernels::tile::{tile_blocks, CodeLayout};
 use std::arch::x86_64::*;
@@ -10,7 +11,7 @@ use std::mem::MaybeUninit;
 
 /// Blocks between two widenings of the i16 sums: a block adds at most 8 × 2 × 2 × 128 = 4096 to
 /// a lane, so 4 blocks stay below 32767.
-const WIDEN: usize = 4;
+pub(crate) const WIDEN: usize = 4;
 
 /// How far ahead of the block being multiplied its row's bytes are prefetched.
 const PREFETCH: usize = 4096;
@@ -43,16 +44,6 @@ pub unsafe fn codes_tile(
         }
         by_tokens!(1 2 3 4 5 6 7 8)
     }
-}
-
-/// Sum of the eight i32 lanes.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-fn hsum(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-    _mm_cvtsi128_si32(s)
 }
 
 /// The four planes of one 32-byte chunk, in weight order.
@@ -129,7 +120,8 @@ unsafe fn tile<const T: usize, const I2S: bool>(
 }
 
 /// Adds blocks `blocks` of one row times `T` tokens into `acc32` (eight i32 lanes per token;
-/// blocks from 0 start it from zero instead), and says whether any of those `TQ2_0` blocks has a scale other than the row's first block's.
+/// blocks from 0 start it from zero instead), and says whether any of those `TQ2_0` blocks has a
+/// scale other than the row's first block's.
 ///
 /// # Safety
 /// AVX2; `w` points at `nb * stride` readable bytes, `a` holds `T * nb` blocks, `blocks` lies in
