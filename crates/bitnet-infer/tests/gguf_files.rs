@@ -178,3 +178,16 @@ fn logits_are_identical_on_any_number_of_threads() {
         }
     }
 }
+
+/// `bench` at a depth fills the cache once and times each run from there, as llama-bench's `-d`.
+#[test]
+fn bench_measures_at_a_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine =
+        Engine::new(Model::load_gguf(&random_tiny(dir.path(), GgmlType::TQ2_0)).unwrap(), 2)
+            .unwrap();
+    let rows = bitnet_infer::bench::bench(&engine, 8, 4, 40, 2, KvType::F16).unwrap();
+    let names: Vec<String> = rows.iter().map(|r| r.test_name()).collect();
+    assert_eq!(names, ["pp8 @ d40", "tg4 @ d40"]);
+    assert!(rows.iter().all(|r| r.n_depth == 40 && r.samples_ns.len() == 2));
+}

@@ -22,6 +22,10 @@ pub struct Args {
     /// Generated tokens of the tg test (0 skips it).
     #[arg(long = "n-gen", short = 'n', default_value_t = 64)]
     pub n_gen: usize,
+    /// Tokens already in the cache when each test starts (llama-bench's -d): decode and prefill
+    /// at that depth, attention reading the cache as it would deep into a conversation.
+    #[arg(long = "n-depth", short = 'd', default_value_t = 0)]
+    pub n_depth: usize,
     /// Thread counts, comma-separated.
     #[arg(long, short = 't', value_delimiter = ',', default_values_t = vec![default_threads()])]
     pub threads: Vec<usize>,
@@ -58,7 +62,7 @@ pub fn run(a: Args) -> Result<()> {
     let mut rows: Vec<BenchResult> = Vec::new();
     for &t in &a.threads {
         let engine = Engine::new(model.clone(), t)?;
-        rows.extend(bench(&engine, a.n_prompt, a.n_gen, a.repetitions, a.cache_type)?);
+        rows.extend(bench(&engine, a.n_prompt, a.n_gen, a.n_depth, a.repetitions, a.cache_type)?);
     }
     let peak = peak_rss_bytes();
     if a.json {
@@ -87,7 +91,7 @@ pub fn run(a: Args) -> Result<()> {
                     "use_mmap": true,
                     "n_prompt": r.n_prompt,
                     "n_gen": r.n_gen,
-                    "n_depth": 0,
+                    "n_depth": r.n_depth,
                     "test_time": now,
                     "avg_ns": r.avg_ns().round() as u64,
                     "stddev_ns": r.stddev_ns().round() as u64,
