@@ -70,7 +70,14 @@ fn tq1_rewrite(c: &mut Criterion) {
 }
 
 fn attention(c: &mut Criterion) {
-    let (d, len) = (64, TOKENS);
+    for d in [64, 96, 128] {
+        attention_head(c, d, TOKENS);
+    }
+    // A long context, from a cache far larger than L2, in f16 as llama.cpp keeps it.
+    attention_f16(c, 96, 2048);
+}
+
+fn attention_head(c: &mut Criterion, d: usize, len: usize) {
     let mut g = c.benchmark_group(format!("attention_d{d}_len{len}"));
     g.sample_size(20).throughput(Throughput::Elements((d * len) as u64));
     let q: Vec<f32> = (0..d).map(|i| (i % 7) as f32 * 0.1).collect();
@@ -99,6 +106,26 @@ fn attention(c: &mut Criterion) {
                 acc.iter_mut().zip(v).for_each(|(a, &x)| *a += w * x);
             }
         })
+    });
+    g.finish();
+}
+
+fn attention_f16(c: &mut Criterion, d: usize, len: usize) {
+    let mut g = c.benchmark_group(format!("attention_f16_d{d}_len{len}"));
+    g.sample_size(20).throughput(Throughput::Elements((d * len) as u64));
+    let q: Vec<f32> = (0..d).map(|i| (i % 7) as f32 * 0.1).collect();
+    let mut kt = vec![half::f16::ZERO; key_cache_len(d, len)];
+    for p in 0..len {
+        let k: Vec<f32> = (0..d).map(|i| ((p + i) % 11) as f32 * 0.1).collect();
+        store_key(&mut kt, p, &k);
+    }
+    let v: Vec<half::f16> =
+        (0..len * d).map(|i| half::f16::from_f32((i % 13) as f32 * 0.1)).collect();
+    let mut sc = vec![0f32; len];
+    let mut acc = vec![0f32; d];
+    g.bench_function("key_scores", |b| b.iter(|| key_scores(black_box(&q), &kt, &mut sc)));
+    g.bench_function("weighted_values", |b| {
+        b.iter(|| weighted_values(black_box(&sc), &v, d, &mut acc))
     });
     g.finish();
 }

@@ -59,7 +59,8 @@ impl KvType {
 }
 
 /// Keys, (layer, kv head, blocked keys of `ctx` positions) (see [`attn`] for the blocks), and
-/// values, (layer, position, kv_dim), in one element type.
+/// values, (layer, kv head, position, head_dim), in one element type: each head's keys and
+/// values are contiguous, so attention reads them as two forward streams.
 #[derive(Debug)]
 enum KvCache {
     F32 { k: Vec<f32>, v: Vec<f32> },
@@ -258,8 +259,20 @@ struct LayerKv<'a, E> {
     new_k: &'a [f32],
     /// The layer's key cache: one blocked cache per kv head ([`attn`]).
     kt: &'a mut [E],
-    /// The layer's values, positions × kv_dim, the batch's included.
+    /// The layer's values, kv heads × positions × head_dim, the batch's included.
     vc: &'a [E],
+}
+
+/// Stores the values `v` (tokens × kv_dim) of positions `pos0..` in one layer's value cache
+/// (`vc`: one `ctx × head_dim` run per kv head).
+fn store_values<E: KvElem>(vc: &mut [E], ctx: usize, v: &[f32], head_dim: usize, pos0: usize) {
+    let kvd = vc.len() / ctx;
+    for (t, vr) in v.chunks_exact(kvd).enumerate() {
+        for (vh, val) in vc.chunks_exact_mut(ctx * head_dim).zip(vr.chunks_exact(head_dim)) {
+            let at = (pos0 + t) * head_dim;
+            E::convert(&mut vh[at..at + head_dim], val);
+        }
+    }
 }
 
 /// `x += y`, row by row (`h` wide) over the pool.
@@ -485,6 +498,7 @@ impl Engine {
         let n_threads = self.matmul.n_threads();
         let jobs = n * nh;
         let k_head = kv.kt.len() / nkv;
+        let v_head = kv.vc.len() / nkv;
         // When the kv heads split evenly over the threads, each thread takes whole kv heads and
         // stores their keys itself: the cache lines it writes are the ones it reads next, in its
         // own cache. Otherwise the keys are stored first and the jobs interleaved.
@@ -520,13 +534,9 @@ impl Engine {
                         std::slice::from_raw_parts(kt.get().add(kvh * k_head) as *const E, k_head)
                     };
                     key_scores(qh, keys, sc);
-                    let mut max = f32::NEG_INFINITY;
-                    for s in sc.iter_mut() {
-                        *s *= scale;
-                        max = max.max(*s);
-                    }
+                    let max = act::scale_max(sc, scale);
                     let sum = act::exp_shifted(sc, max);
-                    weighted_values(sc, &vc[kvh * d..], kvd, acc);
+                    weighted_values(sc, &vc[kvh * v_head..(kvh + 1) * v_head], d, acc);
                     let inv = 1.0 / sum;
                     for (i, &a) in acc.iter().enumerate() {
                         // SAFETY: job (t, h) owns o[(t*nh + h)*d .. +d], inside o (len n*nh*d).
@@ -607,8 +617,7 @@ impl Engine {
             let k_head = key_cache_len(c.head_dim, ctx);
             let k_layer = l * c.n_kv_heads * k_head..(l + 1) * c.n_kv_heads * k_head;
             let layer = l * ctx * kvd..(l + 1) * ctx * kvd;
-            let new = l * ctx * kvd + pos0 * kvd..l * ctx * kvd + (pos0 + n) * kvd;
-            E::convert(&mut v_cache[new], &s.v);
+            store_values(&mut v_cache[layer.clone()], ctx, &s.v, c.head_dim, pos0);
             let kv = LayerKv { new_k: &s.k, kt: &mut k_cache[k_layer], vc: &v_cache[layer] };
             self.attention(&s.q, kv, pos0..pos0 + n, &mut s.o, &mut s.attn)?;
             if let Some(sn) = &lw.attn_sub_norm {

@@ -63,11 +63,44 @@ pub fn exp_shifted(s: &mut [f32], max: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is present (checked just now).
-        unsafe { exp_shifted_avx2(s, max) };
-        return s.iter().sum();
+        return unsafe { exp_shifted_avx2(s, max) };
     }
-    exp_shifted_body(s, max);
-    s.iter().sum()
+    exp_shifted_body(s, max)
+}
+
+/// `s *= scale` for every score, returning the largest (NaN ignored, as `f32::max` does; `-inf`
+/// for an empty slice). The maximum of a set does not depend on the order it is taken in, so
+/// eight lanes give the sequential result exactly.
+pub fn scale_max(s: &mut [f32], scale: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just now).
+        return unsafe { scale_max_avx2(s, scale) };
+    }
+    scale_max_body(s, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn scale_max_avx2(s: &mut [f32], scale: f32) -> f32 {
+    scale_max_body(s, scale)
+}
+
+#[inline(always)]
+fn scale_max_body(s: &mut [f32], scale: f32) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 8];
+    let mut chunks = s.chunks_exact_mut(8);
+    for c in &mut chunks {
+        for (m, v) in m.iter_mut().zip(c) {
+            *v *= scale;
+            *m = m.max(*v);
+        }
+    }
+    for (m, v) in m.iter_mut().zip(chunks.into_remainder()) {
+        *v *= scale;
+        *m = m.max(*v);
+    }
+    m.into_iter().fold(f32::NEG_INFINITY, f32::max)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -78,7 +111,7 @@ fn silu_mul_avx2(g: &mut [f32], u: &[f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn exp_shifted_avx2(s: &mut [f32], max: f32) {
+fn exp_shifted_avx2(s: &mut [f32], max: f32) -> f32 {
     exp_shifted_body(s, max)
 }
 
@@ -90,10 +123,13 @@ fn silu_mul_body(g: &mut [f32], u: &[f32]) {
 }
 
 #[inline(always)]
-fn exp_shifted_body(s: &mut [f32], max: f32) {
+fn exp_shifted_body(s: &mut [f32], max: f32) -> f32 {
     for v in s.iter_mut() {
         *v = exp(*v - max);
     }
+    // In order, as before the vector exponentials: SmolLM2's greedy choices against llama.cpp
+    // are near enough to ties that another rounding of this sum changes one of them.
+    s.iter().sum()
 }
 
 #[cfg(test)]
@@ -145,5 +181,19 @@ mod tests {
         let want: f64 = g0.iter().map(|&x| (x as f64 - 18.5).exp()).sum();
         assert!(((sum as f64 - want) / want).abs() < 1e-5, "{sum} vs {want}");
         assert_eq!(sum, s.iter().sum::<f32>(), "the sum is of the stored values, in order");
+    }
+
+    #[test]
+    fn scale_max_scales_and_finds_the_sequential_maximum() {
+        for len in [0usize, 1, 7, 8, 9, 33, 100] {
+            let s0: Vec<f32> = (0..len).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.5).collect();
+            let mut s = s0.clone();
+            let got = scale_max(&mut s, 0.25);
+            let want = s0.iter().map(|v| v * 0.25).fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(got, want, "len {len}");
+            assert!(s.iter().zip(&s0).all(|(a, b)| *a == b * 0.25));
+        }
+        let mut s = [1.0, f32::NAN, 3.0];
+        assert_eq!(scale_max(&mut s, 2.0), 6.0, "NaN is ignored, as f32::max does");
     }
 }

@@ -16,11 +16,6 @@
 /// four independent chains of adds (one chain would wait on the add latency at every term).
 pub const KEY_BLOCK: usize = 32;
 
-/// Dimensions one register block of weighted values covers (eight accumulators); a narrower
-/// block of [`NARROW_LANES`] takes what is left.
-const VALUE_LANES: usize = 64;
-const NARROW_LANES: usize = 16;
-
 /// Floats of one head's key cache for `ctx` positions: whole blocks of [`KEY_BLOCK`].
 pub fn key_cache_len(head_dim: usize, ctx: usize) -> usize {
     ctx.next_multiple_of(KEY_BLOCK) * head_dim
@@ -205,30 +200,37 @@ fn values_block<const L: usize, E: KvElem>(
     a
 }
 
+/// Dimensions go in register blocks as wide as fits (96, 64, 32 or 16: 12 to 2 eight-lane
+/// accumulators), each a pass over the positions; fewer than 16 left are summed one by one.
 #[inline(always)]
 fn weighted_values_body<E: KvElem>(w: &[f32], v: &[E], stride: usize, acc: &mut [f32]) {
     let mut i0 = 0;
     while i0 < acc.len() {
         let left = acc.len() - i0;
-        if left >= VALUE_LANES {
-            acc[i0..i0 + VALUE_LANES]
-                .copy_from_slice(&values_block::<VALUE_LANES, E>(w, v, stride, i0));
-            i0 += VALUE_LANES;
-        } else if left >= NARROW_LANES {
-            acc[i0..i0 + NARROW_LANES]
-                .copy_from_slice(&values_block::<NARROW_LANES, E>(w, v, stride, i0));
-            i0 += NARROW_LANES;
-        } else {
-            let out = &mut acc[i0..];
-            out.iter_mut().for_each(|a| *a = 0.0);
-            for (p, &wp) in w.iter().enumerate() {
-                let at = p * stride + i0;
-                for (a, &x) in out.iter_mut().zip(&v[at..at + left]) {
-                    *a += wp * x.widen();
+        let width = match left {
+            96.. => 96,
+            64.. => 64,
+            32.. => 32,
+            16.. => 16,
+            _ => left,
+        };
+        let out = &mut acc[i0..i0 + width];
+        match width {
+            96 => out.copy_from_slice(&values_block::<96, E>(w, v, stride, i0)),
+            64 => out.copy_from_slice(&values_block::<64, E>(w, v, stride, i0)),
+            32 => out.copy_from_slice(&values_block::<32, E>(w, v, stride, i0)),
+            16 => out.copy_from_slice(&values_block::<16, E>(w, v, stride, i0)),
+            _ => {
+                out.iter_mut().for_each(|a| *a = 0.0);
+                for (p, &wp) in w.iter().enumerate() {
+                    let at = p * stride + i0;
+                    for (a, &x) in out.iter_mut().zip(&v[at..at + left]) {
+                        *a += wp * x.widen();
+                    }
                 }
             }
-            i0 = acc.len();
         }
+        i0 += width;
     }
 }
 
@@ -271,7 +273,7 @@ mod tests {
             }
         }
         let stride = 40;
-        for dim in [5, 16, 35, 64, 100, 128, 130] {
+        for dim in [5, 16, 35, 64, 96, 100, 128, 130, 200] {
             for len in [0, 1, 17, 33] {
                 let w = values(len, 3);
                 let v: Vec<E> =

@@ -45,10 +45,37 @@ pub unsafe fn key_scores(q: &[f32], kt: &[f16], sc: &mut [f32]) {
     }
 }
 
-/// Dimensions one pass of [`weighted_values`] keeps in eight accumulators.
-const WIDE: usize = 64;
+/// `acc[i0 + i] = sum_p w[p] * v[p * stride + i0 + i]` for `8 * A` dimensions, in `A`
+/// accumulators (slices checked: out of range panics).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn values_pass<const A: usize>(
+    w: &[f32],
+    v: &[f16],
+    stride: usize,
+    acc: &mut [f32],
+    i0: usize,
+) {
+    let mut a = [_mm256_setzero_ps(); A];
+    for (p, &wp) in w.iter().enumerate() {
+        let wv = _mm256_set1_ps(wp);
+        let row = v[p * stride + i0..p * stride + i0 + 8 * A].as_ptr();
+        for (j, a) in a.iter_mut().enumerate() {
+            // SAFETY: values 8j..8j + 8 of the 8A just sliced.
+            let x = unsafe { load8(row.add(8 * j)) };
+            *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, x));
+        }
+    }
+    let out = &mut acc[i0..i0 + 8 * A];
+    for (j, x) in a.iter().enumerate() {
+        // SAFETY: 8 floats at 8j inside the 8A just sliced.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(8 * j), *x) };
+    }
+}
 
-/// [`crate::kernels::attn::weighted_values`] for an f16 cache.
+/// [`crate::kernels::attn::weighted_values`] for an f16 cache. Dimensions go in passes over the
+/// positions as wide as fits (96, 64, 32, 16 or 8, in 12 to 1 accumulators): a head of 96 or 64
+/// is one pass, and no pass is a single chain of dependent adds unless fewer than 16 are left.
 ///
 /// # Safety
 /// AVX2 and F16C; `v` holds `(w.len() - 1) * stride + acc.len()` values or more (checked by the
@@ -57,34 +84,22 @@ const WIDE: usize = 64;
 pub unsafe fn weighted_values(w: &[f32], v: &[f16], stride: usize, acc: &mut [f32]) {
     let n = acc.len();
     let mut i0 = 0;
-    while i0 + WIDE <= n {
-        let mut a = [_mm256_setzero_ps(); WIDE / 8];
-        for (p, &wp) in w.iter().enumerate() {
-            let wv = _mm256_set1_ps(wp);
-            let row = v[p * stride + i0..p * stride + i0 + WIDE].as_ptr();
-            for (j, a) in a.iter_mut().enumerate() {
-                // SAFETY: values 8j..8j + 8 of the WIDE just sliced.
-                let x = unsafe { load8(row.add(8 * j)) };
-                *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, x));
-            }
+    while n - i0 >= 8 {
+        let width = match n - i0 {
+            96.. => 96,
+            64.. => 64,
+            32.. => 32,
+            16.. => 16,
+            _ => 8,
+        };
+        match width {
+            96 => values_pass::<12>(w, v, stride, acc, i0),
+            64 => values_pass::<8>(w, v, stride, acc, i0),
+            32 => values_pass::<4>(w, v, stride, acc, i0),
+            16 => values_pass::<2>(w, v, stride, acc, i0),
+            _ => values_pass::<1>(w, v, stride, acc, i0),
         }
-        for (j, x) in a.iter().enumerate() {
-            // SAFETY: 8 floats at i0 + 8j < n inside `acc`.
-            unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(i0 + 8 * j), *x) };
-        }
-        i0 += WIDE;
-    }
-    while i0 + 8 <= n {
-        let mut a = _mm256_setzero_ps();
-        for (p, &wp) in w.iter().enumerate() {
-            let row = v[p * stride + i0..p * stride + i0 + 8].as_ptr();
-            // SAFETY: the 8 values just sliced.
-            let x = unsafe { load8(row) };
-            a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(wp), x));
-        }
-        // SAFETY: 8 floats at i0 < n - 7 inside `acc`.
-        unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(i0), a) };
-        i0 += 8;
+        i0 += width;
     }
     for (i, o) in acc.iter_mut().enumerate().skip(i0) {
         *o = w.iter().enumerate().fold(0.0, |s, (p, &wp)| s + wp * v[p * stride + i].to_f32());
