@@ -11,7 +11,7 @@ use bitnet_core::format::q8k::quantize_row_q8k_per_token_into;
 use bitnet_core::format::{BlockQ8K, QK_K};
 use bitnet_core::kernels::act;
 use bitnet_core::kernels::attn::{
-    self, key_cache_len, key_scores, store_key, weighted_values, KvElem,
+    self, key_cache_len, key_scores_group, store_key, weighted_values_group, KvElem,
 };
 use bitnet_core::kernels::pool::SharedMut;
 use bitnet_core::kernels::{Kernels, Matmul, QuantActs, ThreadPool};
@@ -509,7 +509,7 @@ impl Engine {
         let kt = SharedMut::new(kv.kt.as_mut_ptr());
         let (new_k, vc) = (kv.new_k, kv.vc);
         // Grows to the longest context seen, then is reused: no allocation per token.
-        let per_thread = pos0 + n + d;
+        let per_thread = group * (pos0 + n + 1);
         if scratch.len() < n_threads * per_thread {
             scratch.resize(n_threads * per_thread, 0.0);
         }
@@ -522,25 +522,31 @@ impl Engine {
                 let mine = unsafe {
                     std::slice::from_raw_parts_mut(scratch.get().add(tid * per_thread), per_thread)
                 };
-                let (scores, acc) = mine.split_at_mut(pos0 + n);
-                let mut job = |t: usize, h: usize| {
-                    let kvh = h / group;
-                    let qh = &q[(t * nh + h) * d..(t * nh + h + 1) * d];
-                    let sc = &mut scores[..pos0 + t + 1];
+                let (scores, sums) = mine.split_at_mut(group * (pos0 + n));
+                // Token t's query heads h..he, all of one kv head: they score its keys and sum
+                // its values together, reading each once.
+                let mut unit = |t: usize, h: usize, he: usize| {
+                    let (kvh, g, npos) = (h / group, he - h, pos0 + t + 1);
+                    let sc = &mut scores[..g * npos];
                     // SAFETY: kv head kvh's cache lies inside the layer's key cache; nothing
-                    // writes it while jobs read it (its keys were stored before this run, or by
-                    // this thread, which owns it, before its jobs).
+                    // writes it while units read it (its keys were stored before this run, or by
+                    // this thread, which owns it, before its units).
                     let keys = unsafe {
                         std::slice::from_raw_parts(kt.get().add(kvh * k_head) as *const E, k_head)
                     };
-                    key_scores(qh, keys, sc);
-                    let max = act::scale_max(sc, scale);
-                    let sum = act::exp_shifted(sc, max);
-                    weighted_values(sc, &vc[kvh * v_head..(kvh + 1) * v_head], d, acc);
-                    let inv = 1.0 / sum;
-                    for (i, &a) in acc.iter().enumerate() {
-                        // SAFETY: job (t, h) owns o[(t*nh + h)*d .. +d], inside o (len n*nh*d).
-                        unsafe { *out.get().add((t * nh + h) * d + i) = a * inv };
+                    key_scores_group(&q[(t * nh + h) * d..(t * nh + he) * d], g, keys, sc);
+                    for (s, sum) in sc.chunks_exact_mut(npos).zip(sums.iter_mut()) {
+                        let max = act::scale_max(s, scale);
+                        *sum = act::exp_shifted(s, max);
+                    }
+                    // SAFETY: this unit alone owns o[(t*nh + h)*d .. (t*nh + he)*d], inside o.
+                    let o_heads = unsafe {
+                        std::slice::from_raw_parts_mut(out.get().add((t * nh + h) * d), g * d)
+                    };
+                    weighted_values_group(sc, &vc[kvh * v_head..(kvh + 1) * v_head], d, o_heads, g);
+                    for (oh, &sum) in o_heads.chunks_exact_mut(d).zip(sums.iter()) {
+                        let inv = 1.0 / sum;
+                        oh.iter_mut().for_each(|a| *a *= inv);
                     }
                 };
                 if by_kv_head {
@@ -555,14 +561,25 @@ impl Engine {
                             }
                         }
                         for t in 0..n {
-                            (kvh * group..(kvh + 1) * group).for_each(|h| job(t, h));
+                            unit(t, kvh * group, (kvh + 1) * group);
                         }
                     }
+                } else if n == 1 {
+                    // One token: a contiguous range of query heads per thread, cut where the kv
+                    // head changes, so a kv head is read by at most two threads.
+                    let (h0, h1) = (nh * tid / n_threads, nh * (tid + 1) / n_threads);
+                    let mut h = h0;
+                    while h < h1 {
+                        let he = h1.min((h / group + 1) * group);
+                        unit(0, h, he);
+                        h = he;
+                    }
                 } else {
-                    // Interleaved jobs: later tokens attend to more positions, so contiguous
+                    // Interleaved heads: later tokens attend to more positions, so contiguous
                     // ranges would leave the last thread with most of the work.
                     for j in (tid..jobs).step_by(n_threads) {
-                        job(j / nh, j % nh);
+                        let (t, h) = (j / nh, j % nh);
+                        unit(t, h, h + 1);
                     }
                 }
             })

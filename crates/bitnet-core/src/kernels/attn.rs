@@ -29,12 +29,17 @@ pub trait KvElem: Copy + Default + Send + Sync + 'static + sealed::Sealed {
     fn from_f32(v: f32) -> Self;
     /// The exact f32 value.
     fn widen(self) -> f32;
+    /// Whether `Self` is `f32` (widening is a copy).
+    const IS_F32: bool;
+    /// `dst[i] = src[i].widen()` for a whole slice (vectorized where the CPU allows).
+    fn widen_slice(src: &[Self], dst: &mut [f32]);
     /// `dst[i] = from_f32(src[i])` for a whole slice (vectorized where the CPU allows).
     fn convert(dst: &mut [Self], src: &[f32]);
     #[doc(hidden)]
     fn key_scores_simd(q: &[f32], kt: &[Self], sc: &mut [f32]) -> bool;
+    /// `acc[i] += w[p] * v[p * stride + i]` for every `p` in order (the SIMD path), or false.
     #[doc(hidden)]
-    fn weighted_values_simd(w: &[f32], v: &[Self], stride: usize, acc: &mut [f32]) -> bool;
+    fn accumulate_values_simd(w: &[f32], v: &[Self], stride: usize, acc: &mut [f32]) -> bool;
 }
 
 mod sealed {
@@ -55,6 +60,10 @@ impl KvElem for f32 {
     fn convert(dst: &mut [f32], src: &[f32]) {
         dst.copy_from_slice(src)
     }
+    const IS_F32: bool = true;
+    fn widen_slice(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src)
+    }
     fn key_scores_simd(q: &[f32], kt: &[f32], sc: &mut [f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -64,11 +73,11 @@ impl KvElem for f32 {
         }
         false
     }
-    fn weighted_values_simd(w: &[f32], v: &[f32], stride: usize, acc: &mut [f32]) -> bool {
+    fn accumulate_values_simd(w: &[f32], v: &[f32], stride: usize, acc: &mut [f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is present (checked just now).
-            unsafe { weighted_values_avx2(w, v, stride, acc) };
+            unsafe { accumulate_values_avx2(w, v, stride, acc) };
             return true;
         }
         false
@@ -88,6 +97,18 @@ impl KvElem for half::f16 {
         use half::slice::HalfFloatSliceExt;
         dst.convert_from_f32_slice(src)
     }
+    const IS_F32: bool = false;
+    fn widen_slice(src: &[half::f16], dst: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            // SAFETY: AVX2 and F16C are present (checked just now).
+            return unsafe { super::x86_64::attn_f16::widen(src, dst) };
+        }
+        use half::slice::HalfFloatSliceExt;
+        src.convert_to_f32_slice(dst)
+    }
     fn key_scores_simd(q: &[f32], kt: &[half::f16], sc: &mut [f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2")
@@ -99,13 +120,13 @@ impl KvElem for half::f16 {
         }
         false
     }
-    fn weighted_values_simd(w: &[f32], v: &[half::f16], stride: usize, acc: &mut [f32]) -> bool {
+    fn accumulate_values_simd(w: &[f32], v: &[half::f16], stride: usize, acc: &mut [f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("f16c")
         {
             // SAFETY: AVX2 and F16C are present (checked just now).
-            unsafe { super::x86_64::attn_f16::weighted_values(w, v, stride, acc) };
+            unsafe { super::x86_64::attn_f16::accumulate_values(w, v, stride, acc) };
             return true;
         }
         false
@@ -139,11 +160,96 @@ pub fn key_scores<E: KvElem>(q: &[f32], kt: &[E], sc: &mut [f32]) {
 /// `acc[i] = sum_p w[p] * v[p * stride + i]` for every `i < acc.len()`, the sum over `p` in
 /// order from zero.
 pub fn weighted_values<E: KvElem>(w: &[f32], v: &[E], stride: usize, acc: &mut [f32]) {
+    acc.fill(0.0);
+    accumulate_values(w, v, stride, acc)
+}
+
+/// `acc[i] += w[p] * v[p * stride + i]` for `p` in order: the sums of [`weighted_values`]
+/// carried on from where `acc` left them (from zero, the same bits).
+fn accumulate_values<E: KvElem>(w: &[f32], v: &[E], stride: usize, acc: &mut [f32]) {
     if let Some(p) = w.len().checked_sub(1) {
         assert!(v.len() >= p * stride + acc.len(), "weighted_values: values too short");
     }
-    if !E::weighted_values_simd(w, v, stride, acc) {
-        weighted_values_body(w, v, stride, acc)
+    if !E::accumulate_values_simd(w, v, stride, acc) {
+        accumulate_values_body(w, v, stride, acc)
+    }
+}
+
+/// Floats of keys or values a group of query heads goes through together (in L1/L2). An f16
+/// cache is widened into a buffer this long once, for all the heads of the group.
+const GROUP_CHUNK: usize = 8192;
+
+/// [`key_scores`] for `heads` query heads that share one kv head (grouped-query attention): `q`
+/// holds each head's query in turn (`q.len() / heads` dimensions), `sc` each head's scores
+/// (`sc.len() / heads` positions). The keys are walked once, a few blocks at a time, every head
+/// scoring them while they are in cache; an f16 cache is widened once per chunk for all the
+/// heads (the conversions bound its kernels). Each score is summed exactly as [`key_scores`]
+/// sums it.
+pub fn key_scores_group<E: KvElem>(q: &[f32], heads: usize, kt: &[E], sc: &mut [f32]) {
+    assert!(
+        heads > 0 && q.len().is_multiple_of(heads) && sc.len().is_multiple_of(heads),
+        "key_scores_group"
+    );
+    let (d, len) = (q.len() / heads, sc.len() / heads);
+    assert!(kt.len() >= key_cache_len(d, len), "key_scores_group: cache too short");
+    let blocks = GROUP_CHUNK / (d * KEY_BLOCK).max(1);
+    let widen = heads > 1 && !E::IS_F32 && blocks > 0;
+    let chunk = blocks.max(1) * KEY_BLOCK;
+    // Zeroed only where used (a whole-array initializer per call would cost a 32 KiB memset).
+    let mut buf = if widen { Some([0f32; GROUP_CHUNK]) } else { None };
+    for p0 in (0..len).step_by(chunk) {
+        let p1 = (p0 + chunk).min(len);
+        let keys = &kt[p0 * d..p1.next_multiple_of(KEY_BLOCK) * d];
+        if let Some(buf) = buf.as_mut() {
+            let wide = &mut buf[..keys.len()];
+            E::widen_slice(keys, wide);
+            for (qh, sh) in q.chunks_exact(d).zip(sc.chunks_exact_mut(len)) {
+                key_scores(qh, wide, &mut sh[p0..p1]);
+            }
+        } else {
+            for (qh, sh) in q.chunks_exact(d).zip(sc.chunks_exact_mut(len)) {
+                key_scores(qh, keys, &mut sh[p0..p1]);
+            }
+        }
+    }
+}
+
+/// [`weighted_values`] for `heads` query heads that share one kv head: `w` holds each head's
+/// weights in turn (`w.len() / heads` positions), `acc` each head's sums (`acc.len() / heads`
+/// dimensions). The values are walked once, a few positions at a time, every head summing them
+/// while they are in cache (an f16 cache widened once per chunk, as in [`key_scores_group`]);
+/// each sum is added exactly as [`weighted_values`] adds it.
+pub fn weighted_values_group<E: KvElem>(
+    w: &[f32],
+    v: &[E],
+    stride: usize,
+    acc: &mut [f32],
+    heads: usize,
+) {
+    assert!(
+        heads > 0 && w.len().is_multiple_of(heads) && acc.len().is_multiple_of(heads),
+        "weighted_values_group"
+    );
+    let (len, d) = (w.len() / heads, acc.len() / heads);
+    acc.fill(0.0);
+    let rows = GROUP_CHUNK / stride.max(1);
+    let widen = heads > 1 && !E::IS_F32 && rows > 0;
+    let chunk = rows.max(8);
+    let mut buf = if widen { Some([0f32; GROUP_CHUNK]) } else { None };
+    for p0 in (0..len).step_by(chunk) {
+        let p1 = (p0 + chunk).min(len);
+        if let Some(buf) = buf.as_mut() {
+            let vals = &v[p0 * stride..(p1 - 1) * stride + d];
+            let wide = &mut buf[..vals.len()];
+            E::widen_slice(vals, wide);
+            for (wh, ah) in w.chunks_exact(len).zip(acc.chunks_exact_mut(d)) {
+                accumulate_values(&wh[p0..p1], wide, stride, ah);
+            }
+        } else {
+            for (wh, ah) in w.chunks_exact(len).zip(acc.chunks_exact_mut(d)) {
+                accumulate_values(&wh[p0..p1], &v[p0 * stride..], stride, ah);
+            }
+        }
     }
 }
 
@@ -155,8 +261,8 @@ fn key_scores_avx2(q: &[f32], kt: &[f32], sc: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn weighted_values_avx2(w: &[f32], v: &[f32], stride: usize, acc: &mut [f32]) {
-    weighted_values_body(w, v, stride, acc)
+fn accumulate_values_avx2(w: &[f32], v: &[f32], stride: usize, acc: &mut [f32]) {
+    accumulate_values_body(w, v, stride, acc)
 }
 
 /// The [`KEY_BLOCK`] scores of one key block (`q.len() * KEY_BLOCK` floats).
@@ -171,25 +277,52 @@ fn score_block<E: KvElem>(q: &[f32], block: &[E]) -> [f32; KEY_BLOCK] {
     a
 }
 
+/// The scores of two key blocks at once: eight independent chains of adds instead of four (one
+/// block alone waits on the add latency at every dimension); each score summed as in
+/// [`score_block`].
+#[inline(always)]
+fn score_block_pair<E: KvElem>(q: &[f32], b0: &[E], b1: &[E]) -> [f32; 2 * KEY_BLOCK] {
+    let mut a = [0f32; 2 * KEY_BLOCK];
+    let rows = b0.chunks_exact(KEY_BLOCK).zip(b1.chunks_exact(KEY_BLOCK));
+    for (qi, (k0, k1)) in q.iter().zip(rows) {
+        let (a0, a1) = a.split_at_mut(KEY_BLOCK);
+        for (a, &k) in a0.iter_mut().zip(k0) {
+            *a += qi * k.widen();
+        }
+        for (a, &k) in a1.iter_mut().zip(k1) {
+            *a += qi * k.widen();
+        }
+    }
+    a
+}
+
 #[inline(always)]
 fn key_scores_body<E: KvElem>(q: &[f32], kt: &[E], sc: &mut [f32]) {
     let d = q.len();
-    for (out, block) in sc.chunks_mut(KEY_BLOCK).zip(kt.chunks_exact(d * KEY_BLOCK)) {
-        // A last, partial block still scores every lane (the cache holds whole blocks).
-        let a = score_block(q, block);
-        out.copy_from_slice(&a[..out.len()]);
+    let span = d * KEY_BLOCK;
+    // A last, partial block still scores every lane (the cache holds whole blocks).
+    let mut pairs = sc.chunks_mut(2 * KEY_BLOCK).zip(kt.chunks(2 * span));
+    for (out, blocks) in &mut pairs {
+        if out.len() > KEY_BLOCK {
+            let a = score_block_pair(q, &blocks[..span], &blocks[span..2 * span]);
+            out.copy_from_slice(&a[..out.len()]);
+        } else {
+            let a = score_block(q, &blocks[..span]);
+            out.copy_from_slice(&a[..out.len()]);
+        }
     }
 }
 
-/// `out[i] = sum_p w[p] * v[p * stride + i0 + i]` for `L` dimensions.
+/// `out[i] += w[p] * v[p * stride + i0 + i]` for `L` dimensions, `p` in order.
 #[inline(always)]
 fn values_block<const L: usize, E: KvElem>(
     w: &[f32],
     v: &[E],
     stride: usize,
     i0: usize,
-) -> [f32; L] {
-    let mut a = [0f32; L];
+    out: &mut [f32],
+) {
+    let mut a: [f32; L] = out.try_into().expect("a block of sums");
     for (p, &wp) in w.iter().enumerate() {
         let at = p * stride + i0;
         let vr: &[E; L] = v[at..at + L].try_into().expect("a block of values");
@@ -197,13 +330,13 @@ fn values_block<const L: usize, E: KvElem>(
             *a += wp * x.widen();
         }
     }
-    a
+    out.copy_from_slice(&a);
 }
 
 /// Dimensions go in register blocks as wide as fits (96, 64, 32 or 16: 12 to 2 eight-lane
 /// accumulators), each a pass over the positions; fewer than 16 left are summed one by one.
 #[inline(always)]
-fn weighted_values_body<E: KvElem>(w: &[f32], v: &[E], stride: usize, acc: &mut [f32]) {
+fn accumulate_values_body<E: KvElem>(w: &[f32], v: &[E], stride: usize, acc: &mut [f32]) {
     let mut i0 = 0;
     while i0 < acc.len() {
         let left = acc.len() - i0;
@@ -216,12 +349,11 @@ fn weighted_values_body<E: KvElem>(w: &[f32], v: &[E], stride: usize, acc: &mut 
         };
         let out = &mut acc[i0..i0 + width];
         match width {
-            96 => out.copy_from_slice(&values_block::<96, E>(w, v, stride, i0)),
-            64 => out.copy_from_slice(&values_block::<64, E>(w, v, stride, i0)),
-            32 => out.copy_from_slice(&values_block::<32, E>(w, v, stride, i0)),
-            16 => out.copy_from_slice(&values_block::<16, E>(w, v, stride, i0)),
+            96 => values_block::<96, E>(w, v, stride, i0, out),
+            64 => values_block::<64, E>(w, v, stride, i0, out),
+            32 => values_block::<32, E>(w, v, stride, i0, out),
+            16 => values_block::<16, E>(w, v, stride, i0, out),
             _ => {
-                out.iter_mut().for_each(|a| *a = 0.0);
                 for (p, &wp) in w.iter().enumerate() {
                     let at = p * stride + i0;
                     for (a, &x) in out.iter_mut().zip(&v[at..at + left]) {
@@ -236,8 +368,8 @@ fn weighted_values_body<E: KvElem>(w: &[f32], v: &[E], stride: usize, acc: &mut 
 
 #[cfg(test)]
 mod tests {
+    use super::{accumulate_values_body, key_scores_group, weighted_values, weighted_values_group};
     use super::{key_cache_len, key_scores, key_scores_body, store_key, KvElem, KEY_BLOCK};
-    use super::{weighted_values, weighted_values_body};
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
@@ -280,8 +412,8 @@ mod tests {
                     values(len * stride + dim, 4).into_iter().map(E::from_f32).collect();
                 let mut got = vec![f32::NAN; dim];
                 weighted_values(&w, &v, stride, &mut got);
-                let mut body = vec![f32::NAN; dim];
-                weighted_values_body(&w, &v, stride, &mut body);
+                let mut body = vec![0.0; dim];
+                accumulate_values_body(&w, &v, stride, &mut body);
                 for i in 0..dim {
                     let want = w
                         .iter()
@@ -292,6 +424,52 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The group kernels give every head exactly what the one-head kernels give it, across
+    /// chunk boundaries (lengths past several chunks) and for one to four heads.
+    fn groups_equal_single_heads<E: KvElem>() {
+        for d in [24, 64, 96, 128] {
+            for len in [0, 1, 31, 33, 190, 700] {
+                let mut kt = vec![E::from_f32(0.5); key_cache_len(d, len)];
+                for p in 0..len {
+                    store_key(&mut kt, p, &values(d, 9 + p as u32));
+                }
+                let stride = d + 8;
+                let v: Vec<E> = values(len * stride + d, 5).into_iter().map(E::from_f32).collect();
+                for heads in 1..=4 {
+                    let q = values(heads * d, 3);
+                    let mut sc = vec![f32::NAN; heads * len];
+                    key_scores_group(&q, heads, &kt, &mut sc);
+                    let w = values(heads * len, 7);
+                    let mut acc = vec![f32::NAN; heads * d];
+                    weighted_values_group(&w, &v, stride, &mut acc, heads);
+                    for h in 0..heads {
+                        let mut one = vec![f32::NAN; len];
+                        key_scores(&q[h * d..(h + 1) * d], &kt, &mut one);
+                        let got = &sc[h * len..(h + 1) * len];
+                        assert!(got.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()));
+                        let mut one = vec![f32::NAN; d];
+                        weighted_values(&w[h * len..(h + 1) * len], &v, stride, &mut one);
+                        let got = &acc[h * d..(h + 1) * d];
+                        assert!(
+                            got.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "d {d} len {len} heads {heads} head {h}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f32_groups_equal_single_heads_bit_for_bit() {
+        groups_equal_single_heads::<f32>();
+    }
+
+    #[test]
+    fn f16_groups_equal_single_heads_bit_for_bit() {
+        groups_equal_single_heads::<half::f16>();
     }
 
     #[test]

@@ -17,6 +17,24 @@ unsafe fn load8(p: *const f16) -> __m256 {
     _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p as *const __m128i) })
 }
 
+/// `dst[i] = src[i]` widened, eight at a time (`half`'s slice conversion calls a function per
+/// eight values).
+///
+/// # Safety
+/// AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn widen(src: &[f16], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len(), "widen: lengths");
+    let whole = src.len() / 8 * 8;
+    let (s8, st) = src.split_at(whole);
+    let (d8, dt) = dst.split_at_mut(whole);
+    for (s, d) in s8.chunks_exact(8).zip(d8.chunks_exact_mut(8)) {
+        // SAFETY: eight values read from `s` and written to `d`.
+        unsafe { _mm256_storeu_ps(d.as_mut_ptr(), load8(s.as_ptr())) };
+    }
+    st.iter().zip(dt).for_each(|(s, d)| *d = s.to_f32());
+}
+
 /// [`crate::kernels::attn::key_scores`] for an f16 cache.
 ///
 /// # Safety
@@ -45,18 +63,17 @@ pub unsafe fn key_scores(q: &[f32], kt: &[f16], sc: &mut [f32]) {
     }
 }
 
-/// `acc[i0 + i] = sum_p w[p] * v[p * stride + i0 + i]` for `8 * A` dimensions, in `A`
+/// `acc[i0 + i] += w[p] * v[p * stride + i0 + i]` for `8 * A` dimensions, `p` in order, in `A`
 /// accumulators (slices checked: out of range panics).
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn values_pass<const A: usize>(
-    w: &[f32],
-    v: &[f16],
-    stride: usize,
-    acc: &mut [f32],
-    i0: usize,
-) {
+fn values_pass<const A: usize>(w: &[f32], v: &[f16], stride: usize, acc: &mut [f32], i0: usize) {
+    let out = &mut acc[i0..i0 + 8 * A];
     let mut a = [_mm256_setzero_ps(); A];
+    for (j, a) in a.iter_mut().enumerate() {
+        // SAFETY: 8 floats at 8j inside the 8A just sliced.
+        *a = unsafe { _mm256_loadu_ps(out.as_ptr().add(8 * j)) };
+    }
     for (p, &wp) in w.iter().enumerate() {
         let wv = _mm256_set1_ps(wp);
         let row = v[p * stride + i0..p * stride + i0 + 8 * A].as_ptr();
@@ -66,14 +83,14 @@ fn values_pass<const A: usize>(
             *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, x));
         }
     }
-    let out = &mut acc[i0..i0 + 8 * A];
     for (j, x) in a.iter().enumerate() {
         // SAFETY: 8 floats at 8j inside the 8A just sliced.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(8 * j), *x) };
     }
 }
 
-/// [`crate::kernels::attn::weighted_values`] for an f16 cache. Dimensions go in passes over the
+/// `acc[i] += w[p] * v[p * stride + i]`, `p` in order, for an f16 cache: the SIMD path of
+/// [`crate::kernels::attn::weighted_values`]. Dimensions go in passes over the
 /// positions as wide as fits (96, 64, 32, 16 or 8, in 12 to 1 accumulators): a head of 96 or 64
 /// is one pass, and no pass is a single chain of dependent adds unless fewer than 16 are left.
 ///
@@ -81,7 +98,7 @@ fn values_pass<const A: usize>(
 /// AVX2 and F16C; `v` holds `(w.len() - 1) * stride + acc.len()` values or more (checked by the
 /// caller).
 #[target_feature(enable = "avx2,f16c")]
-pub unsafe fn weighted_values(w: &[f32], v: &[f16], stride: usize, acc: &mut [f32]) {
+pub unsafe fn accumulate_values(w: &[f32], v: &[f16], stride: usize, acc: &mut [f32]) {
     let n = acc.len();
     let mut i0 = 0;
     while n - i0 >= 8 {
@@ -102,6 +119,6 @@ pub unsafe fn weighted_values(w: &[f32], v: &[f16], stride: usize, acc: &mut [f3
         i0 += width;
     }
     for (i, o) in acc.iter_mut().enumerate().skip(i0) {
-        *o = w.iter().enumerate().fold(0.0, |s, (p, &wp)| s + wp * v[p * stride + i].to_f32());
+        *o = w.iter().enumerate().fold(*o, |s, (p, &wp)| s + wp * v[p * stride + i].to_f32());
     }
 }
