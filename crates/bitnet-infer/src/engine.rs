@@ -501,7 +501,7 @@ impl Engine {
         let v_head = kv.vc.len() / nkv;
         // When the kv heads split evenly over the threads, each thread takes whole kv heads and
         // stores their keys itself: the cache lines it writes are the ones it reads next, in its
-        // own cache. Otherwise the keys are stored first and the jobs interleaved.
+        // own cache. Otherwise the keys are stored first.
         let by_kv_head = nkv.is_multiple_of(n_threads);
         if !by_kv_head {
             store_keys(kv.kt, k_head, kv.new_k, d, kvd, pos0);
