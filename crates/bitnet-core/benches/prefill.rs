@@ -13,7 +13,8 @@
 
 use bitnet_core::format::q8k::quantize_row_q8k_per_token;
 use bitnet_core::format::{tq1_0, tq2_0, BlockQ8K, QK_K};
-use bitnet_core::kernels::attn::{key_cache_len, key_scores, store_key, weighted_values};
+use bitnet_core::kernels::attn::{key_cache_len, key_scores, key_scores_set, store_key};
+use bitnet_core::kernels::attn::{weighted_values, weighted_values_set, KvElem, QuerySet};
 use bitnet_core::kernels::{Isa, Kernels, Matmul, OwnedTernary, TernaryFormat};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
@@ -75,6 +76,52 @@ fn attention(c: &mut Criterion) {
     }
     // A long context, from a cache far larger than L2, in f16 as llama.cpp keeps it.
     attention_f16(c, 96, 2048);
+    // A prefill tile deep in a context: 16 causal tokens of one head at 1024 positions.
+    attention_set::<half::f16>(c, 96, 1024, 16);
+    attention_set::<f32>(c, 96, 1024, 16);
+}
+
+/// Scores, softmax-free weights and value sums of `tokens` causal queries of one head, as a
+/// set (each chunk read once for all) and one query at a time.
+fn attention_set<E: KvElem>(c: &mut Criterion, d: usize, len0: usize, tokens: usize) {
+    let ty = if E::IS_F32 { "f32" } else { "f16" };
+    let mut g = c.benchmark_group(format!("attention_set_{ty}_d{d}_len{len0}_x{tokens}"));
+    let set = QuerySet { heads: 1, tokens, len0 };
+    let (m, row) = (set.count(), set.row());
+    let terms: usize = (0..m).map(|j| set.positions(j) * d).sum();
+    g.sample_size(20).throughput(Throughput::Elements(terms as u64));
+    let q: Vec<f32> = (0..m * d).map(|i| (i % 7) as f32 * 0.1).collect();
+    let mut kt = vec![E::default(); key_cache_len(d, row)];
+    for p in 0..row {
+        let k: Vec<f32> = (0..d).map(|i| ((p + i) % 11) as f32 * 0.1).collect();
+        store_key(&mut kt, p, &k);
+    }
+    let v: Vec<E> = (0..row * d).map(|i| E::from_f32((i % 13) as f32 * 0.1)).collect();
+    let mut sc = vec![0f32; m * row];
+    let mut acc = vec![0f32; m * d];
+    g.bench_function("key_scores_set", |b| {
+        b.iter(|| key_scores_set(black_box(&q), set, &kt, &mut sc))
+    });
+    g.bench_function("key_scores_each", |b| {
+        b.iter(|| {
+            for j in 0..m {
+                let s = &mut sc[j * row..j * row + set.positions(j)];
+                key_scores(black_box(&q[j * d..(j + 1) * d]), &kt, s);
+            }
+        })
+    });
+    g.bench_function("weighted_values_set", |b| {
+        b.iter(|| weighted_values_set(black_box(&sc), set, &v, d, &mut acc))
+    });
+    g.bench_function("weighted_values_each", |b| {
+        b.iter(|| {
+            for j in 0..m {
+                let w = &sc[j * row..j * row + set.positions(j)];
+                weighted_values(black_box(w), &v, d, &mut acc[j * d..(j + 1) * d]);
+            }
+        })
+    });
+    g.finish();
 }
 
 fn attention_head(c: &mut Criterion, d: usize, len: usize) {

@@ -11,7 +11,7 @@ use bitnet_core::format::q8k::quantize_row_q8k_per_token_into;
 use bitnet_core::format::{BlockQ8K, QK_K};
 use bitnet_core::kernels::act;
 use bitnet_core::kernels::attn::{
-    self, key_cache_len, key_scores_group, store_key, weighted_values_group, KvElem,
+    self, key_cache_len, key_scores_set, store_key, weighted_values_set, KvElem, QuerySet,
 };
 use bitnet_core::kernels::pool::SharedMut;
 use bitnet_core::kernels::{Kernels, Matmul, QuantActs, ThreadPool};
@@ -20,6 +20,10 @@ use std::sync::Mutex;
 
 /// Tokens processed together in one prefill step.
 pub const MAX_BATCH: usize = 256;
+
+/// Queries (tokens × the query heads of one kv head) that go through a kv head's cache together
+/// in a prefill: each chunk of keys and values is read, and an f16 cache widened, once for all.
+const QUERY_TILE: usize = 16;
 
 /// Which logits a forward call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -496,7 +500,6 @@ impl Engine {
         let out = SharedMut::new(o.as_mut_ptr());
         let scale = 1.0 / (d as f32).sqrt();
         let n_threads = self.matmul.n_threads();
-        let jobs = n * nh;
         let k_head = kv.kt.len() / nkv;
         let v_head = kv.vc.len() / nkv;
         // When the kv heads split evenly over the threads, each thread takes whole kv heads and
@@ -508,8 +511,12 @@ impl Engine {
         }
         let kt = SharedMut::new(kv.kt.as_mut_ptr());
         let (new_k, vc) = (kv.new_k, kv.vc);
+        // A prefill's tokens go through each kv head's cache in tiles: the queries of `tile`
+        // consecutive tokens and all the group's heads read (and widen) each chunk once.
+        let tile = QUERY_TILE.div_ceil(group).min(n).max(1);
+        let m_max = tile * group;
         // Grows to the longest context seen, then is reused: no allocation per token.
-        let per_thread = group * (pos0 + n + 1);
+        let per_thread = m_max * (pos0 + n) + 2 * m_max * d + m_max;
         if scratch.len() < n_threads * per_thread {
             scratch.resize(n_threads * per_thread, 0.0);
         }
@@ -522,33 +529,45 @@ impl Engine {
                 let mine = unsafe {
                     std::slice::from_raw_parts_mut(scratch.get().add(tid * per_thread), per_thread)
                 };
-                let (scores, sums) = mine.split_at_mut(group * (pos0 + n));
-                // Token t's query heads h..he, all of one kv head: they score its keys and sum
-                // its values together, reading each once.
-                let mut unit = |t: usize, h: usize, he: usize| {
-                    let (kvh, g, npos) = (h / group, he - h, pos0 + t + 1);
-                    let sc = &mut scores[..g * npos];
+                let (scores, rest) = mine.split_at_mut(m_max * (pos0 + n));
+                let (qs, rest) = rest.split_at_mut(m_max * d);
+                let (acc, sums) = rest.split_at_mut(m_max * d);
+                // Tokens t0..t1, query heads h..he, all of one kv head: they score its keys and
+                // sum its values together, reading each once.
+                let mut unit = |t0: usize, t1: usize, h: usize, he: usize| {
+                    let (kvh, g) = (h / group, he - h);
+                    let set = QuerySet { heads: g, tokens: t1 - t0, len0: pos0 + t0 + 1 };
+                    let (m, row) = (set.count(), set.row());
+                    let (qs, acc) = (&mut qs[..m * d], &mut acc[..m * d]);
+                    for (t, qt) in (t0..t1).zip(qs.chunks_exact_mut(g * d)) {
+                        qt.copy_from_slice(&q[(t * nh + h) * d..(t * nh + he) * d]);
+                    }
+                    let sc = &mut scores[..m * row];
                     // SAFETY: kv head kvh's cache lies inside the layer's key cache; nothing
                     // writes it while units read it (its keys were stored before this run, or by
                     // this thread, which owns it, before its units).
                     let keys = unsafe {
                         std::slice::from_raw_parts(kt.get().add(kvh * k_head) as *const E, k_head)
                     };
-                    key_scores_group(&q[(t * nh + h) * d..(t * nh + he) * d], g, keys, sc);
-                    for (s, sum) in sc.chunks_exact_mut(npos).zip(sums.iter_mut()) {
-                        let max = act::scale_max(s, scale);
-                        *sum = act::exp_shifted(s, max);
-                    }
-                    // SAFETY: this unit alone owns o[(t*nh + h)*d .. (t*nh + he)*d], inside o.
-                    let o_heads = unsafe {
-                        std::slice::from_raw_parts_mut(out.get().add((t * nh + h) * d), g * d)
-                    };
-                    weighted_values_group(sc, &vc[kvh * v_head..(kvh + 1) * v_head], d, o_heads, g);
-                    for (oh, &sum) in o_heads.chunks_exact_mut(d).zip(sums.iter()) {
-                        let inv = 1.0 / sum;
-                        oh.iter_mut().for_each(|a| *a *= inv);
+                    key_scores_set(qs, set, keys, sc);
+                    attn::softmax_set(sc, set, scale, sums);
+                    weighted_values_set(sc, set, &vc[kvh * v_head..(kvh + 1) * v_head], d, acc);
+                    for (t, at) in (t0..t1).zip(acc.chunks_exact(g * d)) {
+                        // SAFETY: this unit alone owns o[(t*nh + h)*d .. (t*nh + he)*d], inside o.
+                        let o_heads = unsafe {
+                            std::slice::from_raw_parts_mut(out.get().add((t * nh + h) * d), g * d)
+                        };
+                        let sums = &sums[(t - t0) * g..(t - t0 + 1) * g];
+                        for ((oh, ah), &sum) in
+                            o_heads.chunks_exact_mut(d).zip(at.chunks(d)).zip(sums)
+                        {
+                            let inv = 1.0 / sum;
+                            oh.iter_mut().zip(ah).for_each(|(o, &a)| *o = a * inv);
+                        }
                     }
                 };
+                let tiles = n.div_ceil(tile);
+                let bounds = |i: usize| (i * tile, ((i + 1) * tile).min(n));
                 if by_kv_head {
                     for kvh in (tid..nkv).step_by(n_threads) {
                         {
@@ -560,8 +579,9 @@ impl Engine {
                                 store_key(head, pos0 + t, &kr[kvh * d..(kvh + 1) * d]);
                             }
                         }
-                        for t in 0..n {
-                            unit(t, kvh * group, (kvh + 1) * group);
+                        for i in 0..tiles {
+                            let (t0, t1) = bounds(i);
+                            unit(t0, t1, kvh * group, (kvh + 1) * group);
                         }
                     }
                 } else if n == 1 {
@@ -571,15 +591,15 @@ impl Engine {
                     let mut h = h0;
                     while h < h1 {
                         let he = h1.min((h / group + 1) * group);
-                        unit(0, h, he);
+                        unit(0, 1, h, he);
                         h = he;
                     }
                 } else {
-                    // Interleaved heads: later tokens attend to more positions, so contiguous
-                    // ranges would leave the last thread with most of the work.
-                    for j in (tid..jobs).step_by(n_threads) {
-                        let (t, h) = (j / nh, j % nh);
-                        unit(t, h, h + 1);
+                    // Interleaved (tile, kv head) units: later tokens attend to more positions,
+                    // so contiguous ranges would leave the last thread with most of the work.
+                    for j in (tid..tiles * nkv).step_by(n_threads) {
+                        let ((t0, t1), kvh) = (bounds(j / nkv), j % nkv);
+                        unit(t0, t1, kvh * group, (kvh + 1) * group);
                     }
                 }
             })

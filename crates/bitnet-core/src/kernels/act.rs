@@ -68,6 +68,38 @@ pub fn exp_shifted(s: &mut [f32], max: f32) -> f32 {
     exp_shifted_body(s, max)
 }
 
+/// `s = e^(s - max)` for every score (the exponentials of [`exp_shifted`], without the sum).
+pub fn exp_shifted_in_place(s: &mut [f32], max: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just now).
+        return unsafe { exp_in_place_avx2(s, max) };
+    }
+    exp_in_place_body(s, max)
+}
+
+/// The sums of four rows, each added in order from the first element exactly as
+/// `row.iter().sum::<f32>()` adds it, the four rows' adds interleaved: four independent chains
+/// where one row alone waits on the add latency at every term. The rows' lengths must not
+/// decrease (`rows[0]` is the shortest): the shared length runs interleaved, the rest row by row.
+pub fn sums_in_order4(rows: [&[f32]; 4]) -> [f32; 4] {
+    let n = rows[0].len();
+    assert!(rows.windows(2).all(|w| w[0].len() <= w[1].len()), "sums_in_order4: lengths");
+    // -0.0 is the identity of f32 addition (std's sum starts there too).
+    let mut acc = [-0.0f32; 4];
+    let [r0, r1, r2, r3] = rows.map(|r| &r[..n]);
+    for (((&a, &b), &c), &d) in r0.iter().zip(r1).zip(r2).zip(r3) {
+        acc[0] += a;
+        acc[1] += b;
+        acc[2] += c;
+        acc[3] += d;
+    }
+    for (a, r) in acc.iter_mut().zip(rows) {
+        *a = r[n..].iter().fold(*a, |s, &x| s + x);
+    }
+    acc
+}
+
 /// `s *= scale` for every score, returning the largest (NaN ignored, as `f32::max` does; `-inf`
 /// for an empty slice). The maximum of a set does not depend on the order it is taken in, so
 /// eight lanes give the sequential result exactly.
@@ -122,11 +154,22 @@ fn silu_mul_body(g: &mut [f32], u: &[f32]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn exp_in_place_avx2(s: &mut [f32], max: f32) {
+    exp_in_place_body(s, max)
+}
+
 #[inline(always)]
-fn exp_shifted_body(s: &mut [f32], max: f32) -> f32 {
+fn exp_in_place_body(s: &mut [f32], max: f32) {
     for v in s.iter_mut() {
         *v = exp(*v - max);
     }
+}
+
+#[inline(always)]
+fn exp_shifted_body(s: &mut [f32], max: f32) -> f32 {
+    exp_in_place_body(s, max);
     // In order, as before the vector exponentials: SmolLM2's greedy choices against llama.cpp
     // are near enough to ties that another rounding of this sum changes one of them.
     s.iter().sum()
@@ -181,6 +224,21 @@ mod tests {
         let want: f64 = g0.iter().map(|&x| (x as f64 - 18.5).exp()).sum();
         assert!(((sum as f64 - want) / want).abs() < 1e-5, "{sum} vs {want}");
         assert_eq!(sum, s.iter().sum::<f32>(), "the sum is of the stored values, in order");
+    }
+
+    #[test]
+    fn interleaved_sums_equal_sequential_sums_bit_for_bit() {
+        let v: Vec<f32> =
+            (0..410u32).map(|i| (i.wrapping_mul(2654435761) % 1000) as f32 / 7.0).collect();
+        for lens in
+            [[0, 0, 0, 0], [0, 1, 2, 3], [5, 5, 6, 6], [100, 100, 100, 100], [37, 90, 91, 400]]
+        {
+            let rows = [0, 1, 2, 3].map(|r| &v[r..r + lens[r]]);
+            let got = sums_in_order4(rows);
+            for (g, r) in got.iter().zip(rows) {
+                assert_eq!(g.to_bits(), r.iter().sum::<f32>().to_bits(), "{lens:?}");
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,13 @@
 //! on the vector width: the lanes run across independent outputs (positions, dimensions), never
 //! across the terms of one sum. On x86_64 with AVX2 the same code is compiled for 256-bit
 //! registers (no FMA contraction: Rust does not fuse `a * b + c`).
+//!
+//! Queries that read the same kv head (the query heads of a group, the tokens of a prefill) go
+//! through its cache together as a [`QuerySet`]: a chunk of keys or values is read (an f16 chunk
+//! widened) once for the whole set, and the f32 kernels take the queries two at a time, each
+//! loaded vector feeding both.
+
+use super::act;
 
 /// Positions of one key block, and of one register block of scores: four 8-lane accumulators,
 /// four independent chains of adds (one chain would wait on the add latency at every term).
@@ -33,6 +40,8 @@ pub trait KvElem: Copy + Default + Send + Sync + 'static + sealed::Sealed {
     const IS_F32: bool;
     /// `dst[i] = src[i].widen()` for a whole slice (vectorized where the CPU allows).
     fn widen_slice(src: &[Self], dst: &mut [f32]);
+    /// The slice itself when `Self` is `f32`.
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
     /// `dst[i] = from_f32(src[i])` for a whole slice (vectorized where the CPU allows).
     fn convert(dst: &mut [Self], src: &[f32]);
     #[doc(hidden)]
@@ -63,6 +72,9 @@ impl KvElem for f32 {
     const IS_F32: bool = true;
     fn widen_slice(src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(src)
+    }
+    fn as_f32(s: &[f32]) -> Option<&[f32]> {
+        Some(s)
     }
     fn key_scores_simd(q: &[f32], kt: &[f32], sc: &mut [f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -108,6 +120,9 @@ impl KvElem for half::f16 {
         }
         use half::slice::HalfFloatSliceExt;
         src.convert_to_f32_slice(dst)
+    }
+    fn as_f32(_: &[half::f16]) -> Option<&[f32]> {
+        None
     }
     fn key_scores_simd(q: &[f32], kt: &[half::f16], sc: &mut [f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -175,81 +190,384 @@ fn accumulate_values<E: KvElem>(w: &[f32], v: &[E], stride: usize, acc: &mut [f3
     }
 }
 
-/// Floats of keys or values a group of query heads goes through together (in L1/L2). An f16
-/// cache is widened into a buffer this long once, for all the heads of the group.
-const GROUP_CHUNK: usize = 8192;
+/// Floats of keys or values a set of queries goes through together (in L1/L2). An f16 cache is
+/// widened into a buffer this long once, for all the queries of the set.
+const SET_CHUNK: usize = 4096;
 
-/// [`key_scores`] for `heads` query heads that share one kv head (grouped-query attention): `q`
-/// holds each head's query in turn (`q.len() / heads` dimensions), `sc` each head's scores
-/// (`sc.len() / heads` positions). The keys are walked once, a few blocks at a time, every head
-/// scoring them while they are in cache; an f16 cache is widened once per chunk for all the
-/// heads (the conversions bound its kernels). Each score is summed exactly as [`key_scores`]
-/// sums it.
-pub fn key_scores_group<E: KvElem>(q: &[f32], heads: usize, kt: &[E], sc: &mut [f32]) {
-    assert!(
-        heads > 0 && q.len().is_multiple_of(heads) && sc.len().is_multiple_of(heads),
-        "key_scores_group"
-    );
-    let (d, len) = (q.len() / heads, sc.len() / heads);
-    assert!(kt.len() >= key_cache_len(d, len), "key_scores_group: cache too short");
-    let blocks = GROUP_CHUNK / (d * KEY_BLOCK).max(1);
-    let widen = heads > 1 && !E::IS_F32 && blocks > 0;
+/// The queries that go through one kv head's cache together: `tokens` consecutive tokens, each
+/// with `heads` query heads of that kv head (grouped-query attention), token-major (query
+/// `j = t * heads + h`). Token `t` attends to the first `len0 + t` positions: a causal batch, or
+/// one token's heads (`tokens == 1`) attending to `len0` positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuerySet {
+    /// Query heads per token.
+    pub heads: usize,
+    /// Consecutive tokens.
+    pub tokens: usize,
+    /// Positions the first token attends to.
+    pub len0: usize,
+}
+
+impl QuerySet {
+    /// The queries of the set: `heads * tokens`.
+    pub fn count(&self) -> usize {
+        self.heads * self.tokens
+    }
+
+    /// Positions query `j` attends to.
+    pub fn positions(&self, j: usize) -> usize {
+        self.len0 + j / self.heads.max(1)
+    }
+
+    /// Floats from one query's scores (or weights) to the next: the last token's positions.
+    pub fn row(&self) -> usize {
+        self.len0 + self.tokens.saturating_sub(1)
+    }
+}
+
+/// [`key_scores`] for a set of queries that share one kv head: `q` holds each query in turn
+/// (`q.len() / set.count()` dimensions), and query `j`'s scores go to
+/// `sc[j * set.row()..][..set.positions(j)]`. The keys are walked once, a few blocks at a time,
+/// every query scoring them while they are in cache; an f16 cache is widened once per chunk for
+/// the whole set (the conversions bound its kernels). Each score is summed exactly as
+/// [`key_scores`] sums it.
+pub fn key_scores_set<E: KvElem>(q: &[f32], set: QuerySet, kt: &[E], sc: &mut [f32]) {
+    let (m, row) = (set.count(), set.row());
+    assert!(m > 0 && !q.is_empty() && q.len().is_multiple_of(m), "key_scores_set: queries");
+    assert!(sc.len() >= m * row, "key_scores_set: scores too short");
+    let d = q.len() / m;
+    assert!(kt.len() >= key_cache_len(d, row), "key_scores_set: cache too short");
+    if m == 1 {
+        // Nothing to share: one pass, two blocks at a time to the end.
+        return key_scores(q, kt, &mut sc[..row]);
+    }
+    if row == 0 {
+        return;
+    }
+    let blocks = SET_CHUNK / (d * KEY_BLOCK);
     let chunk = blocks.max(1) * KEY_BLOCK;
     // Zeroed only where used (a whole-array initializer per call would cost a 32 KiB memset).
-    let mut buf = if widen { Some([0f32; GROUP_CHUNK]) } else { None };
-    for p0 in (0..len).step_by(chunk) {
-        let p1 = (p0 + chunk).min(len);
+    let widen = m > 1 && !E::IS_F32 && blocks > 0;
+    let mut buf = if widen { Some([0f32; SET_CHUNK]) } else { None };
+    for p0 in (0..row).step_by(chunk) {
+        let p1 = (p0 + chunk).min(row);
         let keys = &kt[p0 * d..p1.next_multiple_of(KEY_BLOCK) * d];
         if let Some(buf) = buf.as_mut() {
             let wide = &mut buf[..keys.len()];
             E::widen_slice(keys, wide);
-            for (qh, sh) in q.chunks_exact(d).zip(sc.chunks_exact_mut(len)) {
-                key_scores(qh, wide, &mut sh[p0..p1]);
-            }
+            score_chunk_f32(q, set, wide, p0..p1, sc);
+        } else if let Some(keys) = E::as_f32(keys) {
+            score_chunk_f32(q, set, keys, p0..p1, sc);
         } else {
-            for (qh, sh) in q.chunks_exact(d).zip(sc.chunks_exact_mut(len)) {
-                key_scores(qh, keys, &mut sh[p0..p1]);
-            }
+            score_chunk(q, set, keys, p0..p1, sc);
         }
     }
 }
 
-/// [`weighted_values`] for `heads` query heads that share one kv head: `w` holds each head's
-/// weights in turn (`w.len() / heads` positions), `acc` each head's sums (`acc.len() / heads`
-/// dimensions). The values are walked once, a few positions at a time, every head summing them
-/// while they are in cache (an f16 cache widened once per chunk, as in [`key_scores_group`]);
-/// each sum is added exactly as [`weighted_values`] adds it.
-pub fn weighted_values_group<E: KvElem>(
+/// Every query of `set` that attends past `ps.start` scores positions `ps` (to its own end) from
+/// `keys`, the blocked keys starting at `ps.start`.
+fn score_chunk<E: KvElem>(
+    q: &[f32],
+    set: QuerySet,
+    keys: &[E],
+    ps: std::ops::Range<usize>,
+    sc: &mut [f32],
+) {
+    let d = q.len() / set.count();
+    for (j, (qj, sj)) in q.chunks_exact(d).zip(sc.chunks_mut(set.row())).enumerate() {
+        let end = ps.end.min(set.positions(j));
+        if end > ps.start {
+            key_scores(qj, keys, &mut sj[ps.start..end]);
+        }
+    }
+}
+
+/// Softmax numerators of a set's scores (as [`key_scores_set`] lays them out): each query's
+/// scores are scaled by `scale` and replaced by `e^(s - max)`, and `sums[j]` is query `j`'s
+/// denominator, added in order. Four queries' sums are added together (independent chains of
+/// adds, each in its own order), so the results are those of one query at a time.
+pub fn softmax_set(sc: &mut [f32], set: QuerySet, scale: f32, sums: &mut [f32]) {
+    let (m, row) = (set.count(), set.row());
+    assert!(sc.len() >= m * row && sums.len() >= m, "softmax_set: lengths");
+    if row == 0 {
+        sums[..m].fill(-0.0);
+        return;
+    }
+    for (j, s) in sc.chunks_mut(row).take(m).enumerate() {
+        let s = &mut s[..set.positions(j)];
+        let max = act::scale_max(s, scale);
+        act::exp_shifted_in_place(s, max);
+    }
+    let rows = |j: usize| &sc[j * row..j * row + set.positions(j)];
+    let mut j = 0;
+    while j + 4 <= m {
+        sums[j..j + 4].copy_from_slice(&act::sums_in_order4([0, 1, 2, 3].map(|k| rows(j + k))));
+        j += 4;
+    }
+    for (j, sum) in sums.iter_mut().enumerate().take(m).skip(j) {
+        *sum = rows(j).iter().sum();
+    }
+}
+
+/// [`weighted_values`] for a set of queries that share one kv head: query `j`'s weights are
+/// `w[j * set.row()..][..set.positions(j)]` and its sums go to `acc[j * d..(j + 1) * d]`
+/// (`d = acc.len() / set.count()`). The values are walked once, a few positions at a time, every
+/// query summing them while they are in cache (an f16 cache widened once per chunk, as in
+/// [`key_scores_set`]); each sum is added exactly as [`weighted_values`] adds it.
+pub fn weighted_values_set<E: KvElem>(
     w: &[f32],
+    set: QuerySet,
     v: &[E],
     stride: usize,
     acc: &mut [f32],
-    heads: usize,
 ) {
-    assert!(
-        heads > 0 && w.len().is_multiple_of(heads) && acc.len().is_multiple_of(heads),
-        "weighted_values_group"
-    );
-    let (len, d) = (w.len() / heads, acc.len() / heads);
+    let (m, row) = (set.count(), set.row());
+    assert!(m > 0 && !acc.is_empty() && acc.len().is_multiple_of(m), "weighted_values_set");
+    assert!(w.len() >= m * row, "weighted_values_set: weights too short");
+    let d = acc.len() / m;
+    assert!(stride >= d, "weighted_values_set: rows overlap");
     acc.fill(0.0);
+    if row == 0 {
+        return;
+    }
+    assert!(v.len() >= (row - 1) * stride + d, "weighted_values_set: values too short");
+    if m == 1 {
+        return accumulate_values(&w[..row], v, stride, acc);
+    }
     // Positions per chunk; the widened buffer holds a chunk only when at least 8 rows fit.
-    let rows = GROUP_CHUNK / stride.max(1);
-    let widen = heads > 1 && !E::IS_F32 && rows >= 8;
+    let rows = SET_CHUNK / stride.max(1);
     let chunk = rows.max(8);
-    let mut buf = if widen { Some([0f32; GROUP_CHUNK]) } else { None };
-    for p0 in (0..len).step_by(chunk) {
-        let p1 = (p0 + chunk).min(len);
+    let widen = m > 1 && !E::IS_F32 && rows >= 8;
+    let mut buf = if widen { Some([0f32; SET_CHUNK]) } else { None };
+    for p0 in (0..row).step_by(chunk) {
+        let p1 = (p0 + chunk).min(row);
+        let vals = &v[p0 * stride..(p1 - 1) * stride + d];
         if let Some(buf) = buf.as_mut() {
-            let vals = &v[p0 * stride..(p1 - 1) * stride + d];
             let wide = &mut buf[..vals.len()];
             E::widen_slice(vals, wide);
-            for (wh, ah) in w.chunks_exact(len).zip(acc.chunks_exact_mut(d)) {
-                accumulate_values(&wh[p0..p1], wide, stride, ah);
-            }
+            sum_chunk_f32(w, set, wide, stride, p0..p1, acc);
+        } else if let Some(vals) = E::as_f32(vals) {
+            sum_chunk_f32(w, set, vals, stride, p0..p1, acc);
         } else {
-            for (wh, ah) in w.chunks_exact(len).zip(acc.chunks_exact_mut(d)) {
-                accumulate_values(&wh[p0..p1], &v[p0 * stride..], stride, ah);
+            sum_chunk(w, set, vals, stride, p0..p1, acc);
+        }
+    }
+}
+
+/// Every query of `set` that attends past `ps.start` adds positions `ps` (to its own end) of
+/// `vals`, the value rows starting at `ps.start`.
+fn sum_chunk<E: KvElem>(
+    w: &[f32],
+    set: QuerySet,
+    vals: &[E],
+    stride: usize,
+    ps: std::ops::Range<usize>,
+    acc: &mut [f32],
+) {
+    let d = acc.len() / set.count();
+    for (j, (wj, aj)) in w.chunks(set.row()).zip(acc.chunks_exact_mut(d)).enumerate() {
+        let end = ps.end.min(set.positions(j));
+        if end > ps.start {
+            accumulate_values(&wj[ps.start..end], vals, stride, aj);
+        }
+    }
+}
+
+/// [`score_chunk`] on f32 keys, the queries two at a time: each key vector loaded once for both
+/// (a key block read from L2 fed one query per load before). Query `j + 1` attends to at least
+/// as many positions as query `j`; the pair shares `j`'s, and `j + 1` scores the rest alone from
+/// the block where `j`'s end falls (recomputing a few lanes, to the same bits).
+fn score_chunk_f32(
+    q: &[f32],
+    set: QuerySet,
+    keys: &[f32],
+    ps: std::ops::Range<usize>,
+    sc: &mut [f32],
+) {
+    let (m, row) = (set.count(), set.row());
+    let d = q.len() / m;
+    let mut rows = sc.chunks_mut(row);
+    for (j, pair) in q.chunks(2 * d).enumerate().map(|(i, p)| (2 * i, p)) {
+        let e0 = ps.end.min(set.positions(j));
+        let s0 = rows.next().expect("a row per query");
+        let Some(s1) = rows.next().filter(|_| pair.len() == 2 * d) else {
+            if e0 > ps.start {
+                key_scores(pair, keys, &mut s0[ps.start..e0]);
             }
+            continue;
+        };
+        let (q0, q1) = pair.split_at(d);
+        let e1 = ps.end.min(set.positions(j + 1));
+        let mut b = ps.start;
+        if e0 > ps.start {
+            key_scores_pair(q0, q1, keys, &mut s0[ps.start..e0], &mut s1[ps.start..e0]);
+            b = e0 / KEY_BLOCK * KEY_BLOCK;
+        }
+        if e1 > e0.max(ps.start) {
+            key_scores(q1, &keys[(b - ps.start) * d..], &mut s1[b..e1]);
+        }
+    }
+}
+
+/// [`sum_chunk`] on f32 values, the queries two at a time: each value vector loaded once for
+/// both. Query `j + 1` adds the positions past query `j`'s end alone, after the shared ones, so
+/// every sum keeps its order.
+fn sum_chunk_f32(
+    w: &[f32],
+    set: QuerySet,
+    vals: &[f32],
+    stride: usize,
+    ps: std::ops::Range<usize>,
+    acc: &mut [f32],
+) {
+    let (m, row) = (set.count(), set.row());
+    let d = acc.len() / m;
+    let mut ws = w.chunks(row);
+    for (j, pair) in acc.chunks_mut(2 * d).enumerate().map(|(i, p)| (2 * i, p)) {
+        let e0 = ps.end.min(set.positions(j));
+        let w0 = ws.next().expect("weights per query");
+        if pair.len() < 2 * d {
+            if e0 > ps.start {
+                accumulate_values(&w0[ps.start..e0], vals, stride, pair);
+            }
+            continue;
+        }
+        let w1 = ws.next().expect("weights per query");
+        let (a0, a1) = pair.split_at_mut(d);
+        let e1 = ps.end.min(set.positions(j + 1));
+        let mut from = ps.start;
+        if e0 > ps.start {
+            let (w0, w1) = (&w0[ps.start..e0], &w1[ps.start..e0]);
+            accumulate_values_pair(w0, w1, vals, stride, a0, a1);
+            from = e0;
+        }
+        if e1 > from {
+            accumulate_values(&w1[from..e1], &vals[(from - ps.start) * stride..], stride, a1);
+        }
+    }
+}
+
+/// [`key_scores`] for two queries over the same positions (`s0.len() == s1.len()`), each score
+/// summed as `key_scores` sums it.
+fn key_scores_pair(q0: &[f32], q1: &[f32], kt: &[f32], s0: &mut [f32], s1: &mut [f32]) {
+    assert!(q0.len() == q1.len() && s0.len() == s1.len(), "key_scores_pair");
+    assert!(kt.len() >= key_cache_len(q0.len(), s0.len()), "key_scores_pair: cache too short");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just now).
+        return unsafe { key_scores_pair_avx2(q0, q1, kt, s0, s1) };
+    }
+    key_scores_pair_body(q0, q1, kt, s0, s1)
+}
+
+/// [`accumulate_values`] for two queries over the same positions (`w0.len() == w1.len()`).
+fn accumulate_values_pair(
+    w0: &[f32],
+    w1: &[f32],
+    v: &[f32],
+    stride: usize,
+    a0: &mut [f32],
+    a1: &mut [f32],
+) {
+    assert!(w0.len() == w1.len() && a0.len() == a1.len(), "accumulate_values_pair");
+    if let Some(p) = w0.len().checked_sub(1) {
+        assert!(v.len() >= p * stride + a0.len(), "accumulate_values_pair: values too short");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just now).
+        return unsafe { accumulate_values_pair_avx2(w0, w1, v, stride, a0, a1) };
+    }
+    accumulate_values_pair_body(w0, w1, v, stride, a0, a1)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn key_scores_pair_avx2(q0: &[f32], q1: &[f32], kt: &[f32], s0: &mut [f32], s1: &mut [f32]) {
+    key_scores_pair_body(q0, q1, kt, s0, s1)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn accumulate_values_pair_avx2(
+    w0: &[f32],
+    w1: &[f32],
+    v: &[f32],
+    stride: usize,
+    a0: &mut [f32],
+    a1: &mut [f32],
+) {
+    accumulate_values_pair_body(w0, w1, v, stride, a0, a1)
+}
+
+/// One key block's scores for two queries: eight accumulators, each key vector loaded once.
+#[inline(always)]
+fn key_scores_pair_body(q0: &[f32], q1: &[f32], kt: &[f32], s0: &mut [f32], s1: &mut [f32]) {
+    let span = q0.len() * KEY_BLOCK;
+    let outs = s0.chunks_mut(KEY_BLOCK).zip(s1.chunks_mut(KEY_BLOCK));
+    for ((o0, o1), block) in outs.zip(kt.chunks(span)) {
+        let mut a = [[0f32; KEY_BLOCK]; 2];
+        for ((&x0, &x1), kr) in q0.iter().zip(q1).zip(block.chunks_exact(KEY_BLOCK)) {
+            let kr: &[f32; KEY_BLOCK] = kr.try_into().expect("a row of keys");
+            for (l, &k) in kr.iter().enumerate() {
+                a[0][l] += x0 * k;
+                a[1][l] += x1 * k;
+            }
+        }
+        o0.copy_from_slice(&a[0][..o0.len()]);
+        o1.copy_from_slice(&a[1][..o1.len()]);
+    }
+}
+
+/// `a0[i] += w0[p] * v[p * stride + i0 + i]` and the same for `a1`, `w1`, for `L` dimensions.
+#[inline(always)]
+fn values_block_pair<const L: usize>(
+    (w0, w1): (&[f32], &[f32]),
+    v: &[f32],
+    stride: usize,
+    i0: usize,
+    (o0, o1): (&mut [f32], &mut [f32]),
+) {
+    let mut a0: [f32; L] = o0[i0..i0 + L].try_into().expect("a block of sums");
+    let mut a1: [f32; L] = o1[i0..i0 + L].try_into().expect("a block of sums");
+    for (p, (&x0, &x1)) in w0.iter().zip(w1).enumerate() {
+        let at = p * stride + i0;
+        let vr: &[f32; L] = v[at..at + L].try_into().expect("a block of values");
+        for (l, &x) in vr.iter().enumerate() {
+            a0[l] += x0 * x;
+            a1[l] += x1 * x;
+        }
+    }
+    o0[i0..i0 + L].copy_from_slice(&a0);
+    o1[i0..i0 + L].copy_from_slice(&a1);
+}
+
+/// Dimensions in passes of 32 (eight accumulators), then 16, then one at a time.
+#[inline(always)]
+fn accumulate_values_pair_body(
+    w0: &[f32],
+    w1: &[f32],
+    v: &[f32],
+    stride: usize,
+    a0: &mut [f32],
+    a1: &mut [f32],
+) {
+    let d = a0.len();
+    let mut i0 = 0;
+    while d - i0 >= 16 {
+        if d - i0 >= 32 {
+            values_block_pair::<32>((w0, w1), v, stride, i0, (&mut *a0, &mut *a1));
+            i0 += 32;
+        } else {
+            values_block_pair::<16>((w0, w1), v, stride, i0, (&mut *a0, &mut *a1));
+            i0 += 16;
+        }
+    }
+    for i in i0..d {
+        for (p, (&x0, &x1)) in w0.iter().zip(w1).enumerate() {
+            let x = v[p * stride + i];
+            a0[i] += x0 * x;
+            a1[i] += x1 * x;
         }
     }
 }
@@ -369,8 +687,9 @@ fn accumulate_values_body<E: KvElem>(w: &[f32], v: &[E], stride: usize, acc: &mu
 
 #[cfg(test)]
 mod tests {
-    use super::{accumulate_values_body, key_scores_group, weighted_values, weighted_values_group};
-    use super::{key_cache_len, key_scores, key_scores_body, store_key, KvElem, KEY_BLOCK};
+    use super::KEY_BLOCK;
+    use super::{accumulate_values_body, key_scores_set, weighted_values, weighted_values_set};
+    use super::{key_cache_len, key_scores, key_scores_body, store_key, KvElem, QuerySet};
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
@@ -427,36 +746,42 @@ mod tests {
         }
     }
 
-    /// The group kernels give every head exactly what the one-head kernels give it, across
-    /// chunk boundaries (lengths past several chunks) and for one to four heads.
-    fn groups_equal_single_heads<E: KvElem>() {
+    /// The set kernels give every query exactly what the one-query kernels give it over its own
+    /// positions, across chunk boundaries (lengths past several chunks), for one to four heads and
+    /// one to three causal tokens.
+    fn sets_equal_single_queries<E: KvElem>() {
         for d in [24, 64, 96, 128] {
-            for len in [0, 1, 31, 33, 190, 700] {
-                let mut kt = vec![E::from_f32(0.5); key_cache_len(d, len)];
-                for p in 0..len {
+            for len0 in [0, 1, 31, 33, 190, 700] {
+                let max = len0 + 2;
+                let mut kt = vec![E::from_f32(0.5); key_cache_len(d, max)];
+                for p in 0..max {
                     store_key(&mut kt, p, &values(d, 9 + p as u32));
                 }
                 // A row stride too long for 8 rows to fit the widening buffer goes unwidened.
-                let stride = if len == 190 { 2000 } else { d + 8 };
-                let v: Vec<E> = values(len * stride + d, 5).into_iter().map(E::from_f32).collect();
-                for heads in 1..=4 {
-                    let q = values(heads * d, 3);
-                    let mut sc = vec![f32::NAN; heads * len];
-                    key_scores_group(&q, heads, &kt, &mut sc);
-                    let w = values(heads * len, 7);
-                    let mut acc = vec![f32::NAN; heads * d];
-                    weighted_values_group(&w, &v, stride, &mut acc, heads);
-                    for h in 0..heads {
+                let stride = if len0 == 190 { 2000 } else { d + 8 };
+                let v: Vec<E> = values(max * stride + d, 5).into_iter().map(E::from_f32).collect();
+                for (heads, tokens) in (1..=4).flat_map(|h| (1..=3).map(move |t| (h, t))) {
+                    let set = QuerySet { heads, tokens, len0 };
+                    let (m, row) = (set.count(), set.row());
+                    let q = values(m * d, 3);
+                    let mut sc = vec![f32::NAN; m * row];
+                    key_scores_set(&q, set, &kt, &mut sc);
+                    let w = values(m * row, 7);
+                    let mut acc = vec![f32::NAN; m * d];
+                    weighted_values_set(&w, set, &v, stride, &mut acc);
+                    for j in 0..m {
+                        let len = set.positions(j);
+                        assert_eq!(len, len0 + j / heads);
                         let mut one = vec![f32::NAN; len];
-                        key_scores(&q[h * d..(h + 1) * d], &kt, &mut one);
-                        let got = &sc[h * len..(h + 1) * len];
+                        key_scores(&q[j * d..(j + 1) * d], &kt, &mut one);
+                        let got = &sc[j * row..j * row + len];
                         assert!(got.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()));
                         let mut one = vec![f32::NAN; d];
-                        weighted_values(&w[h * len..(h + 1) * len], &v, stride, &mut one);
-                        let got = &acc[h * d..(h + 1) * d];
+                        weighted_values(&w[j * row..j * row + len], &v, stride, &mut one);
+                        let got = &acc[j * d..(j + 1) * d];
                         assert!(
                             got.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()),
-                            "d {d} len {len} heads {heads} head {h}"
+                            "d {d} len0 {len0} heads {heads} tokens {tokens} query {j}"
                         );
                     }
                 }
@@ -465,13 +790,13 @@ mod tests {
     }
 
     #[test]
-    fn f32_groups_equal_single_heads_bit_for_bit() {
-        groups_equal_single_heads::<f32>();
+    fn f32_sets_equal_single_queries_bit_for_bit() {
+        sets_equal_single_queries::<f32>();
     }
 
     #[test]
-    fn f16_groups_equal_single_heads_bit_for_bit() {
-        groups_equal_single_heads::<half::f16>();
+    fn f16_sets_equal_single_queries_bit_for_bit() {
+        sets_equal_single_queries::<half::f16>();
     }
 
     #[test]
