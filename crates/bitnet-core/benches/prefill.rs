@@ -77,14 +77,13 @@ fn attention(c: &mut Criterion) {
     // A long context, from a cache far larger than L2, in f16 as llama.cpp keeps it.
     attention_f16(c, 96, 2048);
     // A prefill tile deep in a context: 16 causal tokens of one head at 1024 positions.
-    attention_set::<half::f16>(c, 96, 1024, 16);
-    attention_set::<f32>(c, 96, 1024, 16);
+    attention_set::<half::f16>(c, "f16", 96, 1024, 16);
+    attention_set::<f32>(c, "f32", 96, 1024, 16);
 }
 
 /// Scores, softmax-free weights and value sums of `tokens` causal queries of one head, as a
 /// set (each chunk read once for all) and one query at a time.
-fn attention_set<E: KvElem>(c: &mut Criterion, d: usize, len0: usize, tokens: usize) {
-    let ty = if E::IS_F32 { "f32" } else { "f16" };
+fn attention_set<E: KvElem>(c: &mut Criterion, ty: &str, d: usize, len0: usize, tokens: usize) {
     let mut g = c.benchmark_group(format!("attention_set_{ty}_d{d}_len{len0}_x{tokens}"));
     let set = QuerySet { heads: 1, tokens, len0 };
     let (m, row) = (set.count(), set.row());

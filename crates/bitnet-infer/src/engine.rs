@@ -22,7 +22,7 @@ use std::sync::Mutex;
 pub const MAX_BATCH: usize = 256;
 
 /// Queries (tokens × the query heads of one kv head) that go through a kv head's cache together
-/// in a prefill: each chunk of keys and values is read, and an f16 cache widened, once for all.
+/// in a prefill: each chunk of keys and values is read once for all, two queries per vector.
 const QUERY_TILE: usize = 16;
 
 /// Which logits a forward call returns.
@@ -512,7 +512,7 @@ impl Engine {
         let kt = SharedMut::new(kv.kt.as_mut_ptr());
         let (new_k, vc) = (kv.new_k, kv.vc);
         // A prefill's tokens go through each kv head's cache in tiles: the queries of `tile`
-        // consecutive tokens and all the group's heads read (and widen) each chunk once.
+        // consecutive tokens and all the group's heads read each chunk once.
         let tile = QUERY_TILE.div_ceil(group).min(n).max(1);
         let m_max = tile * group;
         // Grows to the longest context seen, then is reused: no allocation per token.

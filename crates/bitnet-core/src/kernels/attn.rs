@@ -13,9 +13,9 @@
 //! registers (no FMA contraction: Rust does not fuse `a * b + c`).
 //!
 //! Queries that read the same kv head (the query heads of a group, the tokens of a prefill) go
-//! through its cache together as a [`QuerySet`]: a chunk of keys or values is read (an f16 chunk
-//! widened) once for the whole set, and the f32 kernels take the queries two at a time, each
-//! loaded vector feeding both.
+//! through its cache together as a [`QuerySet`]: a chunk of keys or values stays in L1 while the
+//! whole set reads it, and the kernels take the queries two at a time, each loaded (and, from an
+//! f16 cache, widened) vector feeding both.
 
 use super::act;
 
@@ -36,12 +36,6 @@ pub trait KvElem: Copy + Default + Send + Sync + 'static + sealed::Sealed {
     fn from_f32(v: f32) -> Self;
     /// The exact f32 value.
     fn widen(self) -> f32;
-    /// Whether `Self` is `f32` (widening is a copy).
-    const IS_F32: bool;
-    /// `dst[i] = src[i].widen()` for a whole slice (vectorized where the CPU allows).
-    fn widen_slice(src: &[Self], dst: &mut [f32]);
-    /// The slice itself when `Self` is `f32`.
-    fn as_f32(s: &[Self]) -> Option<&[f32]>;
     /// `dst[i] = from_f32(src[i])` for a whole slice (vectorized where the CPU allows).
     fn convert(dst: &mut [Self], src: &[f32]);
     #[doc(hidden)]
@@ -49,6 +43,18 @@ pub trait KvElem: Copy + Default + Send + Sync + 'static + sealed::Sealed {
     /// `acc[i] += w[p] * v[p * stride + i]` for every `p` in order (the SIMD path), or false.
     #[doc(hidden)]
     fn accumulate_values_simd(w: &[f32], v: &[Self], stride: usize, acc: &mut [f32]) -> bool;
+    /// [`key_scores`] for two queries over the same positions (the SIMD path), or false.
+    #[doc(hidden)]
+    fn key_scores_pair_simd(q: [&[f32]; 2], kt: &[Self], s0: &mut [f32], s1: &mut [f32]) -> bool;
+    /// [`accumulate_values`] for two queries over the same positions (the SIMD path), or false.
+    #[doc(hidden)]
+    fn accumulate_values_pair_simd(
+        w: [&[f32]; 2],
+        v: &[Self],
+        stride: usize,
+        a0: &mut [f32],
+        a1: &mut [f32],
+    ) -> bool;
 }
 
 mod sealed {
@@ -69,13 +75,6 @@ impl KvElem for f32 {
     fn convert(dst: &mut [f32], src: &[f32]) {
         dst.copy_from_slice(src)
     }
-    const IS_F32: bool = true;
-    fn widen_slice(src: &[f32], dst: &mut [f32]) {
-        dst.copy_from_slice(src)
-    }
-    fn as_f32(s: &[f32]) -> Option<&[f32]> {
-        Some(s)
-    }
     fn key_scores_simd(q: &[f32], kt: &[f32], sc: &mut [f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -90,6 +89,30 @@ impl KvElem for f32 {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is present (checked just now).
             unsafe { accumulate_values_avx2(w, v, stride, acc) };
+            return true;
+        }
+        false
+    }
+    fn key_scores_pair_simd(q: [&[f32]; 2], kt: &[f32], s0: &mut [f32], s1: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked just now).
+            unsafe { key_scores_pair_avx2(q, kt, s0, s1) };
+            return true;
+        }
+        false
+    }
+    fn accumulate_values_pair_simd(
+        w: [&[f32]; 2],
+        v: &[f32],
+        stride: usize,
+        a0: &mut [f32],
+        a1: &mut [f32],
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked just now).
+            unsafe { accumulate_values_pair_avx2(w, v, stride, a0, a1) };
             return true;
         }
         false
@@ -109,21 +132,6 @@ impl KvElem for half::f16 {
         use half::slice::HalfFloatSliceExt;
         dst.convert_from_f32_slice(src)
     }
-    const IS_F32: bool = false;
-    fn widen_slice(src: &[half::f16], dst: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
-            // SAFETY: AVX2 and F16C are present (checked just now).
-            return unsafe { super::x86_64::attn_f16::widen(src, dst) };
-        }
-        use half::slice::HalfFloatSliceExt;
-        src.convert_to_f32_slice(dst)
-    }
-    fn as_f32(_: &[half::f16]) -> Option<&[f32]> {
-        None
-    }
     fn key_scores_simd(q: &[f32], kt: &[half::f16], sc: &mut [f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2")
@@ -142,6 +150,39 @@ impl KvElem for half::f16 {
         {
             // SAFETY: AVX2 and F16C are present (checked just now).
             unsafe { super::x86_64::attn_f16::accumulate_values(w, v, stride, acc) };
+            return true;
+        }
+        false
+    }
+    fn key_scores_pair_simd(
+        q: [&[f32]; 2],
+        kt: &[half::f16],
+        s0: &mut [f32],
+        s1: &mut [f32],
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            // SAFETY: AVX2 and F16C are present (checked just now).
+            unsafe { super::x86_64::attn_f16::key_scores_pair(q, kt, s0, s1) };
+            return true;
+        }
+        false
+    }
+    fn accumulate_values_pair_simd(
+        w: [&[f32]; 2],
+        v: &[half::f16],
+        stride: usize,
+        a0: &mut [f32],
+        a1: &mut [f32],
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            // SAFETY: AVX2 and F16C are present (checked just now).
+            unsafe { super::x86_64::attn_f16::accumulate_values_pair(w, v, stride, a0, a1) };
             return true;
         }
         false
@@ -190,8 +231,7 @@ fn accumulate_values<E: KvElem>(w: &[f32], v: &[E], stride: usize, acc: &mut [f3
     }
 }
 
-/// Floats of keys or values a set of queries goes through together (in L1/L2). An f16 cache is
-/// widened into a buffer this long once, for all the queries of the set.
+/// Keys or values (elements) a set of queries goes through together, while they are in L1.
 const SET_CHUNK: usize = 4096;
 
 /// The queries that go through one kv head's cache together: `tokens` consecutive tokens, each
@@ -228,9 +268,9 @@ impl QuerySet {
 /// [`key_scores`] for a set of queries that share one kv head: `q` holds each query in turn
 /// (`q.len() / set.count()` dimensions), and query `j`'s scores go to
 /// `sc[j * set.row()..][..set.positions(j)]`. The keys are walked once, a few blocks at a time,
-/// every query scoring them while they are in cache; an f16 cache is widened once per chunk for
-/// the whole set (the conversions bound its kernels). Each score is summed exactly as
-/// [`key_scores`] sums it.
+/// every query scoring them while they are in cache, two queries per loaded key vector (an f16
+/// key widened once for both: the conversions bound the one-query kernels). Each score is summed
+/// exactly as [`key_scores`] sums it.
 pub fn key_scores_set<E: KvElem>(q: &[f32], set: QuerySet, kt: &[E], sc: &mut [f32]) {
     let (m, row) = (set.count(), set.row());
     assert!(m > 0 && !q.is_empty() && q.len().is_multiple_of(m), "key_scores_set: queries");
@@ -244,41 +284,10 @@ pub fn key_scores_set<E: KvElem>(q: &[f32], set: QuerySet, kt: &[E], sc: &mut [f
     if row == 0 {
         return;
     }
-    let blocks = SET_CHUNK / (d * KEY_BLOCK);
-    let chunk = blocks.max(1) * KEY_BLOCK;
-    // Zeroed only where used (a whole-array initializer per call would cost a 32 KiB memset).
-    let widen = m > 1 && !E::IS_F32 && blocks > 0;
-    let mut buf = if widen { Some([0f32; SET_CHUNK]) } else { None };
+    let chunk = (SET_CHUNK / (d * KEY_BLOCK)).max(1) * KEY_BLOCK;
     for p0 in (0..row).step_by(chunk) {
         let p1 = (p0 + chunk).min(row);
-        let keys = &kt[p0 * d..p1.next_multiple_of(KEY_BLOCK) * d];
-        if let Some(buf) = buf.as_mut() {
-            let wide = &mut buf[..keys.len()];
-            E::widen_slice(keys, wide);
-            score_chunk_f32(q, set, wide, p0..p1, sc);
-        } else if let Some(keys) = E::as_f32(keys) {
-            score_chunk_f32(q, set, keys, p0..p1, sc);
-        } else {
-            score_chunk(q, set, keys, p0..p1, sc);
-        }
-    }
-}
-
-/// Every query of `set` that attends past `ps.start` scores positions `ps` (to its own end) from
-/// `keys`, the blocked keys starting at `ps.start`.
-fn score_chunk<E: KvElem>(
-    q: &[f32],
-    set: QuerySet,
-    keys: &[E],
-    ps: std::ops::Range<usize>,
-    sc: &mut [f32],
-) {
-    let d = q.len() / set.count();
-    for (j, (qj, sj)) in q.chunks_exact(d).zip(sc.chunks_mut(set.row())).enumerate() {
-        let end = ps.end.min(set.positions(j));
-        if end > ps.start {
-            key_scores(qj, keys, &mut sj[ps.start..end]);
-        }
+        score_chunk(q, set, &kt[p0 * d..p1.next_multiple_of(KEY_BLOCK) * d], p0..p1, sc);
     }
 }
 
@@ -312,8 +321,8 @@ pub fn softmax_set(sc: &mut [f32], set: QuerySet, scale: f32, sums: &mut [f32]) 
 /// [`weighted_values`] for a set of queries that share one kv head: query `j`'s weights are
 /// `w[j * set.row()..][..set.positions(j)]` and its sums go to `acc[j * d..(j + 1) * d]`
 /// (`d = acc.len() / set.count()`). The values are walked once, a few positions at a time, every
-/// query summing them while they are in cache (an f16 cache widened once per chunk, as in
-/// [`key_scores_set`]); each sum is added exactly as [`weighted_values`] adds it.
+/// query summing them while they are in cache, two per loaded value vector; each sum is added
+/// exactly as [`weighted_values`] adds it.
 pub fn weighted_values_set<E: KvElem>(
     w: &[f32],
     set: QuerySet,
@@ -334,53 +343,22 @@ pub fn weighted_values_set<E: KvElem>(
     if m == 1 {
         return accumulate_values(&w[..row], v, stride, acc);
     }
-    // Positions per chunk; the widened buffer holds a chunk only when at least 8 rows fit.
-    let rows = SET_CHUNK / stride.max(1);
-    let chunk = rows.max(8);
-    let widen = m > 1 && !E::IS_F32 && rows >= 8;
-    let mut buf = if widen { Some([0f32; SET_CHUNK]) } else { None };
+    let chunk = (SET_CHUNK / stride.max(1)).max(8);
     for p0 in (0..row).step_by(chunk) {
         let p1 = (p0 + chunk).min(row);
-        let vals = &v[p0 * stride..(p1 - 1) * stride + d];
-        if let Some(buf) = buf.as_mut() {
-            let wide = &mut buf[..vals.len()];
-            E::widen_slice(vals, wide);
-            sum_chunk_f32(w, set, wide, stride, p0..p1, acc);
-        } else if let Some(vals) = E::as_f32(vals) {
-            sum_chunk_f32(w, set, vals, stride, p0..p1, acc);
-        } else {
-            sum_chunk(w, set, vals, stride, p0..p1, acc);
-        }
+        sum_chunk(w, set, &v[p0 * stride..(p1 - 1) * stride + d], stride, p0..p1, acc);
     }
 }
 
-/// Every query of `set` that attends past `ps.start` adds positions `ps` (to its own end) of
-/// `vals`, the value rows starting at `ps.start`.
-fn sum_chunk<E: KvElem>(
-    w: &[f32],
-    set: QuerySet,
-    vals: &[E],
-    stride: usize,
-    ps: std::ops::Range<usize>,
-    acc: &mut [f32],
-) {
-    let d = acc.len() / set.count();
-    for (j, (wj, aj)) in w.chunks(set.row()).zip(acc.chunks_exact_mut(d)).enumerate() {
-        let end = ps.end.min(set.positions(j));
-        if end > ps.start {
-            accumulate_values(&wj[ps.start..end], vals, stride, aj);
-        }
-    }
-}
-
-/// [`score_chunk`] on f32 keys, the queries two at a time: each key vector loaded once for both
-/// (a key block read from L2 fed one query per load before). Query `j + 1` attends to at least
-/// as many positions as query `j`; the pair shares `j`'s, and `j + 1` scores the rest alone from
-/// the block where `j`'s end falls (recomputing a few lanes, to the same bits).
-fn score_chunk_f32(
+/// Every query of `set` that attends past `ps.start` scores positions `ps` (to its own end) from
+/// `keys`, the blocked keys starting at `ps.start`, the queries two at a time: each key vector
+/// loaded (and an f16 one widened) once for both. Query `j + 1` attends to at least as many
+/// positions as query `j`; the pair shares `j`'s, and `j + 1` scores the rest alone from the
+/// block where `j`'s end falls (recomputing a few lanes, to the same bits).
+fn score_chunk<E: KvElem>(
     q: &[f32],
     set: QuerySet,
-    keys: &[f32],
+    keys: &[E],
     ps: std::ops::Range<usize>,
     sc: &mut [f32],
 ) {
@@ -409,13 +387,14 @@ fn score_chunk_f32(
     }
 }
 
-/// [`sum_chunk`] on f32 values, the queries two at a time: each value vector loaded once for
-/// both. Query `j + 1` adds the positions past query `j`'s end alone, after the shared ones, so
-/// every sum keeps its order.
-fn sum_chunk_f32(
+/// Every query of `set` that attends past `ps.start` adds positions `ps` (to its own end) of
+/// `vals`, the value rows starting at `ps.start`, the queries two at a time: each value vector
+/// loaded (and an f16 one widened) once for both. Query `j + 1` adds the positions past query
+/// `j`'s end alone, after the shared ones, so every sum keeps its order.
+fn sum_chunk<E: KvElem>(
     w: &[f32],
     set: QuerySet,
-    vals: &[f32],
+    vals: &[E],
     stride: usize,
     ps: std::ops::Range<usize>,
     acc: &mut [f32],
@@ -449,22 +428,19 @@ fn sum_chunk_f32(
 
 /// [`key_scores`] for two queries over the same positions (`s0.len() == s1.len()`), each score
 /// summed as `key_scores` sums it.
-fn key_scores_pair(q0: &[f32], q1: &[f32], kt: &[f32], s0: &mut [f32], s1: &mut [f32]) {
+fn key_scores_pair<E: KvElem>(q0: &[f32], q1: &[f32], kt: &[E], s0: &mut [f32], s1: &mut [f32]) {
     assert!(q0.len() == q1.len() && s0.len() == s1.len(), "key_scores_pair");
     assert!(kt.len() >= key_cache_len(q0.len(), s0.len()), "key_scores_pair: cache too short");
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked just now).
-        return unsafe { key_scores_pair_avx2(q0, q1, kt, s0, s1) };
+    if !E::key_scores_pair_simd([q0, q1], kt, s0, s1) {
+        key_scores_pair_body([q0, q1], kt, s0, s1)
     }
-    key_scores_pair_body(q0, q1, kt, s0, s1)
 }
 
 /// [`accumulate_values`] for two queries over the same positions (`w0.len() == w1.len()`).
-fn accumulate_values_pair(
+fn accumulate_values_pair<E: KvElem>(
     w0: &[f32],
     w1: &[f32],
-    v: &[f32],
+    v: &[E],
     stride: usize,
     a0: &mut [f32],
     a1: &mut [f32],
@@ -473,43 +449,45 @@ fn accumulate_values_pair(
     if let Some(p) = w0.len().checked_sub(1) {
         assert!(v.len() >= p * stride + a0.len(), "accumulate_values_pair: values too short");
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked just now).
-        return unsafe { accumulate_values_pair_avx2(w0, w1, v, stride, a0, a1) };
+    if !E::accumulate_values_pair_simd([w0, w1], v, stride, a0, a1) {
+        accumulate_values_pair_body([w0, w1], v, stride, a0, a1)
     }
-    accumulate_values_pair_body(w0, w1, v, stride, a0, a1)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn key_scores_pair_avx2(q0: &[f32], q1: &[f32], kt: &[f32], s0: &mut [f32], s1: &mut [f32]) {
-    key_scores_pair_body(q0, q1, kt, s0, s1)
+fn key_scores_pair_avx2(q: [&[f32]; 2], kt: &[f32], s0: &mut [f32], s1: &mut [f32]) {
+    key_scores_pair_body(q, kt, s0, s1)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn accumulate_values_pair_avx2(
-    w0: &[f32],
-    w1: &[f32],
+    w: [&[f32]; 2],
     v: &[f32],
     stride: usize,
     a0: &mut [f32],
     a1: &mut [f32],
 ) {
-    accumulate_values_pair_body(w0, w1, v, stride, a0, a1)
+    accumulate_values_pair_body(w, v, stride, a0, a1)
 }
 
-/// One key block's scores for two queries: eight accumulators, each key vector loaded once.
+/// Key blocks' scores for two queries: eight accumulators, each key loaded once for both.
 #[inline(always)]
-fn key_scores_pair_body(q0: &[f32], q1: &[f32], kt: &[f32], s0: &mut [f32], s1: &mut [f32]) {
+fn key_scores_pair_body<E: KvElem>(
+    [q0, q1]: [&[f32]; 2],
+    kt: &[E],
+    s0: &mut [f32],
+    s1: &mut [f32],
+) {
     let span = q0.len() * KEY_BLOCK;
     let outs = s0.chunks_mut(KEY_BLOCK).zip(s1.chunks_mut(KEY_BLOCK));
     for ((o0, o1), block) in outs.zip(kt.chunks(span)) {
         let mut a = [[0f32; KEY_BLOCK]; 2];
         for ((&x0, &x1), kr) in q0.iter().zip(q1).zip(block.chunks_exact(KEY_BLOCK)) {
-            let kr: &[f32; KEY_BLOCK] = kr.try_into().expect("a row of keys");
+            let kr: &[E; KEY_BLOCK] = kr.try_into().expect("a row of keys");
             for (l, &k) in kr.iter().enumerate() {
+                let k = k.widen();
                 a[0][l] += x0 * k;
                 a[1][l] += x1 * k;
             }
@@ -521,9 +499,9 @@ fn key_scores_pair_body(q0: &[f32], q1: &[f32], kt: &[f32], s0: &mut [f32], s1: 
 
 /// `a0[i] += w0[p] * v[p * stride + i0 + i]` and the same for `a1`, `w1`, for `L` dimensions.
 #[inline(always)]
-fn values_block_pair<const L: usize>(
-    (w0, w1): (&[f32], &[f32]),
-    v: &[f32],
+fn values_block_pair<const L: usize, E: KvElem>(
+    [w0, w1]: [&[f32]; 2],
+    v: &[E],
     stride: usize,
     i0: usize,
     (o0, o1): (&mut [f32], &mut [f32]),
@@ -532,8 +510,9 @@ fn values_block_pair<const L: usize>(
     let mut a1: [f32; L] = o1[i0..i0 + L].try_into().expect("a block of sums");
     for (p, (&x0, &x1)) in w0.iter().zip(w1).enumerate() {
         let at = p * stride + i0;
-        let vr: &[f32; L] = v[at..at + L].try_into().expect("a block of values");
+        let vr: &[E; L] = v[at..at + L].try_into().expect("a block of values");
         for (l, &x) in vr.iter().enumerate() {
+            let x = x.widen();
             a0[l] += x0 * x;
             a1[l] += x1 * x;
         }
@@ -544,10 +523,9 @@ fn values_block_pair<const L: usize>(
 
 /// Dimensions in passes of 32 (eight accumulators), then 16, then one at a time.
 #[inline(always)]
-fn accumulate_values_pair_body(
-    w0: &[f32],
-    w1: &[f32],
-    v: &[f32],
+fn accumulate_values_pair_body<E: KvElem>(
+    w: [&[f32]; 2],
+    v: &[E],
     stride: usize,
     a0: &mut [f32],
     a1: &mut [f32],
@@ -555,17 +533,17 @@ fn accumulate_values_pair_body(
     let d = a0.len();
     let mut i0 = 0;
     while d - i0 >= 16 {
-        if d - i0 >= 32 {
-            values_block_pair::<32>((w0, w1), v, stride, i0, (&mut *a0, &mut *a1));
-            i0 += 32;
+        let width = if d - i0 >= 32 { 32 } else { 16 };
+        if width == 32 {
+            values_block_pair::<32, E>(w, v, stride, i0, (&mut *a0, &mut *a1));
         } else {
-            values_block_pair::<16>((w0, w1), v, stride, i0, (&mut *a0, &mut *a1));
-            i0 += 16;
+            values_block_pair::<16, E>(w, v, stride, i0, (&mut *a0, &mut *a1));
         }
+        i0 += width;
     }
     for i in i0..d {
-        for (p, (&x0, &x1)) in w0.iter().zip(w1).enumerate() {
-            let x = v[p * stride + i];
+        for (p, (&x0, &x1)) in w[0].iter().zip(w[1]).enumerate() {
+            let x = v[p * stride + i].widen();
             a0[i] += x0 * x;
             a1[i] += x1 * x;
         }
@@ -689,6 +667,7 @@ fn accumulate_values_body<E: KvElem>(w: &[f32], v: &[E], stride: usize, acc: &mu
 mod tests {
     use super::KEY_BLOCK;
     use super::{accumulate_values_body, key_scores_set, weighted_values, weighted_values_set};
+    use super::{accumulate_values_pair_body, key_scores_pair_body};
     use super::{key_cache_len, key_scores, key_scores_body, store_key, KvElem, QuerySet};
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
@@ -757,9 +736,23 @@ mod tests {
                 for p in 0..max {
                     store_key(&mut kt, p, &values(d, 9 + p as u32));
                 }
-                // A row stride too long for 8 rows to fit the widening buffer goes unwidened.
+                // A row stride past the chunk: chunks of the 8-row minimum.
                 let stride = if len0 == 190 { 2000 } else { d + 8 };
                 let v: Vec<E> = values(max * stride + d, 5).into_iter().map(E::from_f32).collect();
+                // The portable pair bodies (the SIMD paths run above on x86_64).
+                let (q, w) = (values(2 * d, 11), values(2 * max, 13));
+                let (mut s0, mut s1) = (vec![f32::NAN; max], vec![f32::NAN; max]);
+                key_scores_pair_body([&q[..d], &q[d..]], &kt, &mut s0, &mut s1);
+                let (mut a0, mut a1) = (vec![0.0; d], vec![0.0; d]);
+                accumulate_values_pair_body([&w[..max], &w[max..]], &v, stride, &mut a0, &mut a1);
+                for (h, (s, a)) in [(s0, a0), (s1, a1)].into_iter().enumerate() {
+                    let mut one = vec![f32::NAN; max];
+                    key_scores(&q[h * d..(h + 1) * d], &kt, &mut one);
+                    assert!(s.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()));
+                    let mut one = vec![f32::NAN; d];
+                    weighted_values(&w[h * max..(h + 1) * max], &v, stride, &mut one);
+                    assert!(a.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()));
+                }
                 for (heads, tokens) in (1..=4).flat_map(|h| (1..=3).map(move |t| (h, t))) {
                     let set = QuerySet { heads, tokens, len0 };
                     let (m, row) = (set.count(), set.row());

@@ -17,24 +17,6 @@ unsafe fn load8(p: *const f16) -> __m256 {
     _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p as *const __m128i) })
 }
 
-/// `dst[i] = src[i]` widened, eight at a time (`half`'s slice conversion calls a function per
-/// eight values).
-///
-/// # Safety
-/// AVX2 and F16C.
-#[target_feature(enable = "avx2,f16c")]
-pub unsafe fn widen(src: &[f16], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len(), "widen: lengths");
-    let whole = src.len() / 8 * 8;
-    let (s8, st) = src.split_at(whole);
-    let (d8, dt) = dst.split_at_mut(whole);
-    for (s, d) in s8.chunks_exact(8).zip(d8.chunks_exact_mut(8)) {
-        // SAFETY: eight values read from `s` and written to `d`.
-        unsafe { _mm256_storeu_ps(d.as_mut_ptr(), load8(s.as_ptr())) };
-    }
-    st.iter().zip(dt).for_each(|(s, d)| *d = s.to_f32());
-}
-
 /// [`crate::kernels::attn::key_scores`] for an f16 cache.
 ///
 /// # Safety
@@ -120,5 +102,124 @@ pub unsafe fn accumulate_values(w: &[f32], v: &[f16], stride: usize, acc: &mut [
     }
     for (i, o) in acc.iter_mut().enumerate().skip(i0) {
         *o = w.iter().enumerate().fold(*o, |s, (p, &wp)| s + wp * v[p * stride + i].to_f32());
+    }
+}
+
+/// [`crate::kernels::attn::key_scores`] for two queries over the same positions of an f16
+/// cache: each key vector widened once for both.
+///
+/// # Safety
+/// AVX2 and F16C; `q0.len() == q1.len()`, `s0.len() == s1.len()`, and `kt` holds at least
+/// `s0.len()` positions rounded up to whole blocks of `q0.len()` keys (checked by the caller).
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn key_scores_pair([q0, q1]: [&[f32]; 2], kt: &[f16], s0: &mut [f32], s1: &mut [f32]) {
+    let d = q0.len();
+    let outs = s0.chunks_mut(KEY_BLOCK).zip(s1.chunks_mut(KEY_BLOCK));
+    for ((o0, o1), block) in outs.zip(kt.chunks_exact(d * KEY_BLOCK)) {
+        let mut a0 = [_mm256_setzero_ps(); KEY_BLOCK / 8];
+        let mut a1 = [_mm256_setzero_ps(); KEY_BLOCK / 8];
+        for (i, (&x0, &x1)) in q0.iter().zip(q1).enumerate() {
+            let (v0, v1) = (_mm256_set1_ps(x0), _mm256_set1_ps(x1));
+            let row = block[i * KEY_BLOCK..(i + 1) * KEY_BLOCK].as_ptr();
+            for j in 0..KEY_BLOCK / 8 {
+                // SAFETY: lanes 8j..8j + 8 of a 32-key row.
+                let k = unsafe { load8(row.add(8 * j)) };
+                a0[j] = _mm256_add_ps(a0[j], _mm256_mul_ps(v0, k));
+                a1[j] = _mm256_add_ps(a1[j], _mm256_mul_ps(v1, k));
+            }
+        }
+        store_lanes(&a0, o0);
+        store_lanes(&a1, o1);
+    }
+}
+
+/// The first `out.len()` lanes of `acc` (at most 32).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn store_lanes(acc: &[__m256; KEY_BLOCK / 8], out: &mut [f32]) {
+    let mut a = [0f32; KEY_BLOCK];
+    for (j, v) in acc.iter().enumerate() {
+        // SAFETY: 8 floats at 8j inside `a`.
+        unsafe { _mm256_storeu_ps(a.as_mut_ptr().add(8 * j), *v) };
+    }
+    out.copy_from_slice(&a[..out.len()]);
+}
+
+/// `a0[i0 + i] += w0[p] * v[p * stride + i0 + i]` and the same for `a1`, `w1`, for `8 * A`
+/// dimensions, `p` in order, each value vector widened once for both (slices checked).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn values_pass_pair<const A: usize>(
+    (w0, w1): (&[f32], &[f32]),
+    v: &[f16],
+    stride: usize,
+    (o0, o1): (&mut [f32], &mut [f32]),
+    i0: usize,
+) {
+    let (o0, o1) = (&mut o0[i0..i0 + 8 * A], &mut o1[i0..i0 + 8 * A]);
+    let mut a0 = [_mm256_setzero_ps(); A];
+    let mut a1 = [_mm256_setzero_ps(); A];
+    for j in 0..A {
+        // SAFETY: 8 floats at 8j inside the 8A just sliced.
+        unsafe {
+            a0[j] = _mm256_loadu_ps(o0.as_ptr().add(8 * j));
+            a1[j] = _mm256_loadu_ps(o1.as_ptr().add(8 * j));
+        }
+    }
+    for (p, (&x0, &x1)) in w0.iter().zip(w1).enumerate() {
+        let (v0, v1) = (_mm256_set1_ps(x0), _mm256_set1_ps(x1));
+        let row = v[p * stride + i0..p * stride + i0 + 8 * A].as_ptr();
+        for j in 0..A {
+            // SAFETY: values 8j..8j + 8 of the 8A just sliced.
+            let x = unsafe { load8(row.add(8 * j)) };
+            a0[j] = _mm256_add_ps(a0[j], _mm256_mul_ps(v0, x));
+            a1[j] = _mm256_add_ps(a1[j], _mm256_mul_ps(v1, x));
+        }
+    }
+    for j in 0..A {
+        // SAFETY: 8 floats at 8j inside the 8A just sliced.
+        unsafe {
+            _mm256_storeu_ps(o0.as_mut_ptr().add(8 * j), a0[j]);
+            _mm256_storeu_ps(o1.as_mut_ptr().add(8 * j), a1[j]);
+        }
+    }
+}
+
+/// [`accumulate_values`] for two queries over the same positions (`w0.len() == w1.len()`,
+/// `a0.len() == a1.len()`): dimensions in passes of 32 (eight accumulators), 16 and 8, the rest
+/// one at a time.
+///
+/// # Safety
+/// AVX2 and F16C (slices are checked).
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn accumulate_values_pair(
+    [w0, w1]: [&[f32]; 2],
+    v: &[f16],
+    stride: usize,
+    a0: &mut [f32],
+    a1: &mut [f32],
+) {
+    let n = a0.len();
+    let mut i0 = 0;
+    while n - i0 >= 8 {
+        let (ws, outs) = ((w0, w1), (&mut *a0, &mut *a1));
+        let width = match n - i0 {
+            32.. => 32,
+            16.. => 16,
+            _ => 8,
+        };
+        match width {
+            32 => values_pass_pair::<4>(ws, v, stride, outs, i0),
+            16 => values_pass_pair::<2>(ws, v, stride, outs, i0),
+            _ => values_pass_pair::<1>(ws, v, stride, outs, i0),
+        }
+        i0 += width;
+    }
+    for i in i0..n {
+        for (p, (&x0, &x1)) in w0.iter().zip(w1).enumerate() {
+            let x = v[p * stride + i].to_f32();
+            a0[i] += x0 * x;
+            a1[i] += x1 * x;
+        }
     }
 }
