@@ -21,6 +21,47 @@ const GEMV_ROW_TILE: usize = MAX_TILE_ROWS;
 /// Matrices one pass of the pool takes at most (a larger group runs as several passes).
 const MAX_GROUP: usize = 4;
 
+/// Threads whose tile ranges live on the stack of a pass.
+const MAX_STEAL_THREADS: usize = 16;
+
+/// One thread's remaining tiles `front..back`, packed in one atomic: the owner takes from the
+/// front, the others from the back, each by compare-and-swap, so every tile is taken once.
+#[derive(Default)]
+#[repr(align(128))]
+struct TileRange(std::sync::atomic::AtomicU64);
+
+impl TileRange {
+    fn set(&self, front: usize, back: usize) {
+        let v = (front as u64) << 32 | back as u64;
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn take(&self, from_front: bool) -> Option<usize> {
+        use std::sync::atomic::Ordering;
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            let (front, back) = (cur >> 32, cur & 0xffff_ffff);
+            if front >= back {
+                return None;
+            }
+            let (new, got) =
+                if from_front { (cur + (1 << 32), front) } else { (cur - 1, back - 1) };
+            match self.0.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(got as usize),
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    fn take_front(&self) -> Option<usize> {
+        self.take(true)
+    }
+
+    fn take_back(&self) -> Option<usize> {
+        self.take(false)
+    }
+}
+
 /// Kernels plus the thread pool that runs them: one per model.
 #[derive(Debug)]
 pub struct Matmul {
@@ -110,10 +151,11 @@ impl Matmul {
         Ok(())
     }
 
-    /// The integer-tile pass of [`Matmul::gemm_group`]: the rows of all matrices, concatenated,
-    /// split into one range per thread; each range walked in tiles of [`GEMM_ROW_TILE`] rows
-    /// ([`GEMV_ROW_TILE`] for a single token), every tile meeting all tokens,
-    /// [`MAX_TILE_TOKENS`] at a time.
+    /// The integer-tile pass of [`Matmul::gemm_group`]: the tiles of [`GEMM_ROW_TILE`] rows
+    /// ([`GEMV_ROW_TILE`] for a single token) of all matrices, in turn, split into one range per
+    /// thread, every tile meeting all tokens, [`MAX_TILE_TOKENS`] at a time. A thread done with
+    /// its range takes tiles from the back of the others' ([`TileRange`]): two threads streaming
+    /// weights rarely get the same share of the memory bandwidth, and the faster one would wait.
     fn gemm_tiles(
         &self,
         ms: &[TernaryMatrix<'_>],
@@ -128,57 +170,79 @@ impl Matmul {
         for (o, y) in outs.iter_mut().zip(ys.iter_mut()) {
             *o = OutPtr(y.as_mut_ptr());
         }
-        let total: usize = ms.iter().map(|m| m.rows()).sum();
         let n_threads = self.pool.n_threads();
         let k = self.kernels;
         let any_tq1 = n_tokens >= TQ1_TILE_MIN_TOKENS
             && ms.iter().any(|m| matches!(m.view(), TernaryView::Tq1_0(_)));
         let row_tile = if n_tokens == 1 { GEMV_ROW_TILE } else { GEMM_ROW_TILE };
+        // Tiles of every matrix in turn (a matrix's last tile may be short), one range per
+        // thread; a thread done with its own takes tiles from the back of the others'.
+        let mut tiles = [0usize; MAX_GROUP];
+        for (t, m) in tiles.iter_mut().zip(ms) {
+            *t = m.rows().div_ceil(row_tile);
+        }
+        let n_units: usize = tiles.iter().sum();
+        let steal = (2..=MAX_STEAL_THREADS).contains(&n_threads) && n_units < u32::MAX as usize;
+        let ranges: [TileRange; MAX_STEAL_THREADS] = Default::default();
+        for (tid, r) in ranges.iter().enumerate().take(n_threads) {
+            r.set(n_units * tid / n_threads, n_units * (tid + 1) / n_threads);
+        }
+        let unit = |u: usize| {
+            let (mut i, mut u) = (0, u);
+            while u >= tiles[i] {
+                u -= tiles[i];
+                i += 1;
+            }
+            let t0 = u * row_tile;
+            (i, t0, (t0 + row_tile).min(ms[i].rows()))
+        };
         self.pool.run(&|tid| {
-            let (g0, g1) = thread_range(total, n_threads, tid);
             // TQ1_0 row tiles are rewritten here as TQ2_0 before the tokens pass.
             let zero = BlockTQ2_0 { qs: [0; 64], d: half::f16::ZERO };
             let mut scratch = if any_tq1 { vec![zero; row_tile * nb] } else { Vec::new() };
             // The kernel overwrites the first `rows * tokens` sums of every call.
             let mut isum = [0i32; MAX_TILE_ROWS * MAX_TILE_TOKENS];
-            let mut base = 0;
-            for (m, out) in ms.iter().zip(&outs) {
-                let rows = m.rows();
-                let (r0, r1) = (g0.max(base) - base, g1.min(base + rows).saturating_sub(base));
-                base += rows;
-                let mut t0 = r0;
-                while t0 < r1 {
-                    let t1 = (t0 + row_tile).min(r1);
-                    let nr = t1 - t0;
-                    let tile = tile_codes(&k, m, t0, t1, n_tokens, &mut scratch);
-                    let mut scales = [0f32; MAX_TILE_ROWS];
-                    for tok in (0..n_tokens).step_by(MAX_TILE_TOKENS) {
-                        let nt = MAX_TILE_TOKENS.min(n_tokens - tok);
-                        let xa = &x[tok * nb..(tok + nt) * nb];
-                        let mixed = tile.sums(&k, nr, xa, nt, &mut isum);
-                        if tok == 0 {
-                            // After the kernel: the rows' first blocks are in cache by now.
-                            tile.row_scales(nb, &mut scales[..nr]);
-                        }
-                        for j in 0..nt {
-                            let t = tok + j;
-                            let (d, s) = acts[t];
-                            // SAFETY: `t * rows + t0 .. + nr` lies inside this output
-                            // (`n_tokens * rows` values, checked by the caller), and rows
-                            // `t0..t1` of this matrix belong to this thread only.
-                            let y = unsafe {
-                                std::slice::from_raw_parts_mut(out.get().add(t * rows + t0), nr)
-                            };
-                            scale_sums(y, &scales[..nr], d, s, &isum[j..], nt);
-                            let mut bad = mixed;
-                            while bad != 0 {
-                                let i = bad.trailing_zeros() as usize;
-                                bad &= bad - 1;
-                                y[i] = k.dot_row(m, t0 + i, &x[t * nb..(t + 1) * nb]);
-                            }
+            let (mut u_next, u_end) = (n_units * tid / n_threads, n_units * (tid + 1) / n_threads);
+            let mut next = || -> Option<usize> {
+                if !steal {
+                    u_next += 1;
+                    return (u_next <= u_end).then_some(u_next - 1);
+                }
+                ranges[tid].take_front().or_else(|| {
+                    (1..n_threads).find_map(|k| ranges[(tid + k) % n_threads].take_back())
+                })
+            };
+            while let Some(u) = next() {
+                let (i, t0, t1) = unit(u);
+                let (m, out, rows) = (&ms[i], &outs[i], ms[i].rows());
+                let nr = t1 - t0;
+                let tile = tile_codes(&k, m, t0, t1, n_tokens, &mut scratch);
+                let mut scales = [0f32; MAX_TILE_ROWS];
+                for tok in (0..n_tokens).step_by(MAX_TILE_TOKENS) {
+                    let nt = MAX_TILE_TOKENS.min(n_tokens - tok);
+                    let xa = &x[tok * nb..(tok + nt) * nb];
+                    let mixed = tile.sums(&k, nr, xa, nt, &mut isum);
+                    if tok == 0 {
+                        // After the kernel: the rows' first blocks are in cache by now.
+                        tile.row_scales(nb, &mut scales[..nr]);
+                    }
+                    for j in 0..nt {
+                        let t = tok + j;
+                        let (d, s) = acts[t];
+                        // SAFETY: `t * rows + t0 .. + nr` lies inside this output
+                        // (`n_tokens * rows` values, checked by the caller), and the tile
+                        // of rows `t0..t1` of this matrix was taken by this thread only.
+                        let y = unsafe {
+                            std::slice::from_raw_parts_mut(out.get().add(t * rows + t0), nr)
+                        };
+                        scale_sums(y, &scales[..nr], d, s, &isum[j..], nt);
+                        let mut bad = mixed;
+                        while bad != 0 {
+                            let i = bad.trailing_zeros() as usize;
+                            bad &= bad - 1;
+                            y[i] = k.dot_row(m, t0 + i, &x[t * nb..(t + 1) * nb]);
                         }
                     }
-                    t0 = t1;
                 }
             }
         })
@@ -321,4 +385,34 @@ fn token_sums(x: &[BlockQ8K], nb: usize, n_tokens: usize) -> Option<Vec<(f32, i3
             uniform_act_sum(a).map(|s| (a[0].d, s))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TileRange;
+
+    /// An owner taking from the front and three threads taking from the back, all at once: every
+    /// tile is taken exactly once, and the owner's in order.
+    #[test]
+    fn tile_ranges_give_every_tile_once() {
+        for n in [0, 1, 2, 5, 1000, 20_000] {
+            let range = TileRange::default();
+            range.set(3, 3 + n);
+            let (mut owned, stolen) = std::thread::scope(|s| {
+                let thieves: Vec<_> = (0..3)
+                    .map(|_| {
+                        s.spawn(|| std::iter::from_fn(|| range.take_back()).collect::<Vec<_>>())
+                    })
+                    .collect();
+                let owned: Vec<usize> = std::iter::from_fn(|| range.take_front()).collect();
+                let stolen: Vec<usize> =
+                    thieves.into_iter().flat_map(|t| t.join().expect("thief")).collect();
+                (owned, stolen)
+            });
+            assert!(owned.windows(2).all(|w| w[0] < w[1]));
+            owned.extend(stolen);
+            owned.sort_unstable();
+            assert_eq!(owned, (3..3 + n).collect::<Vec<_>>(), "n {n}");
+        }
+    }
 }
