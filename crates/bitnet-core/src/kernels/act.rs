@@ -60,12 +60,10 @@ pub fn silu_mul(g: &mut [f32], u: &[f32]) {
 
 /// `s = e^(s - max)` for every score, returning their sum (added in order).
 pub fn exp_shifted(s: &mut [f32], max: f32) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked just now).
-        return unsafe { exp_shifted_avx2(s, max) };
-    }
-    exp_shifted_body(s, max)
+    exp_shifted_in_place(s, max);
+    // In order: SmolLM2's greedy choices against llama.cpp are near enough to ties that another
+    // rounding of this sum changes one of them.
+    s.iter().sum()
 }
 
 /// `s = e^(s - max)` for every score (the exponentials of [`exp_shifted`], without the sum).
@@ -141,12 +139,6 @@ fn silu_mul_avx2(g: &mut [f32], u: &[f32]) {
     silu_mul_body(g, u)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn exp_shifted_avx2(s: &mut [f32], max: f32) -> f32 {
-    exp_shifted_body(s, max)
-}
-
 #[inline(always)]
 fn silu_mul_body(g: &mut [f32], u: &[f32]) {
     for (g, &u) in g.iter_mut().zip(u) {
@@ -165,14 +157,6 @@ fn exp_in_place_body(s: &mut [f32], max: f32) {
     for v in s.iter_mut() {
         *v = exp(*v - max);
     }
-}
-
-#[inline(always)]
-fn exp_shifted_body(s: &mut [f32], max: f32) -> f32 {
-    exp_in_place_body(s, max);
-    // In order, as before the vector exponentials: SmolLM2's greedy choices against llama.cpp
-    // are near enough to ties that another rounding of this sum changes one of them.
-    s.iter().sum()
 }
 
 #[cfg(test)]

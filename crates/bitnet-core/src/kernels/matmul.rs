@@ -183,9 +183,11 @@ impl Matmul {
         }
         let n_units: usize = tiles.iter().sum();
         let steal = (2..=MAX_STEAL_THREADS).contains(&n_threads) && n_units < u32::MAX as usize;
+        let share = |tid: usize| (n_units * tid / n_threads, n_units * (tid + 1) / n_threads);
         let ranges: [TileRange; MAX_STEAL_THREADS] = Default::default();
         for (tid, r) in ranges.iter().enumerate().take(n_threads) {
-            r.set(n_units * tid / n_threads, n_units * (tid + 1) / n_threads);
+            let (front, back) = share(tid);
+            r.set(front, back);
         }
         let unit = |u: usize| {
             let (mut i, mut u) = (0, u);
@@ -202,7 +204,7 @@ impl Matmul {
             let mut scratch = if any_tq1 { vec![zero; row_tile * nb] } else { Vec::new() };
             // The kernel overwrites the first `rows * tokens` sums of every call.
             let mut isum = [0i32; MAX_TILE_ROWS * MAX_TILE_TOKENS];
-            let (mut u_next, u_end) = (n_units * tid / n_threads, n_units * (tid + 1) / n_threads);
+            let (mut u_next, u_end) = share(tid);
             let mut next = || -> Option<usize> {
                 if !steal {
                     u_next += 1;

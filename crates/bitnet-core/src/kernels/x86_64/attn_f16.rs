@@ -36,12 +36,7 @@ pub unsafe fn key_scores(q: &[f32], kt: &[f16], sc: &mut [f32]) {
                 *a = _mm256_add_ps(*a, _mm256_mul_ps(qv, k));
             }
         }
-        let mut a = [0f32; KEY_BLOCK];
-        for (j, v) in acc.iter().enumerate() {
-            // SAFETY: 8 floats at 8j inside `a`.
-            unsafe { _mm256_storeu_ps(a.as_mut_ptr().add(8 * j), *v) };
-        }
-        out.copy_from_slice(&a[..out.len()]);
+        store_lanes(&acc, out);
     }
 }
 
