@@ -162,35 +162,46 @@ pub unsafe fn vec_dot_t2p_q8k(codes: &[u8], scales: &[f32], a: &[BlockQ8K]) -> f
     acc
 }
 
-/// `x * 3 mod 256` in every byte.
+/// `x * 3 mod 256` in every byte. It keeps the bias of [`biased`]: `3 (x + 128) = 3x + 128`
+/// (mod 256), so a biased byte times 3 is the biased byte of `3x`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 fn times3(x: __m256i) -> __m256i {
     _mm256_add_epi8(_mm256_add_epi8(x, x), x)
 }
 
-/// The top trit of every packed byte: `(x * 3) >> 8`, which is `[x >= 86] + [x >= 171]`
-/// (unsigned compares through `max_epu8`; each true compare is -1).
+/// Every byte plus 128 (mod 256): unsigned order becomes signed order, so [`top_trit`]'s
+/// thresholds are single signed compares.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn biased(x: __m256i) -> __m256i {
+    _mm256_xor_si256(x, _mm256_set1_epi8(i8::MIN))
+}
+
+/// The top trit of every packed byte `x`, given biased (`x + 128`, see [`biased`]): `(x * 3) >> 8`,
+/// which is `[x >= 86] + [x >= 171]`; biased, `x >= 86` is `> -43` and `x >= 171` is `> 42`, each
+/// true compare giving -1.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 fn top_trit(x: __m256i) -> __m256i {
-    let ge = |t: u8| _mm256_cmpeq_epi8(_mm256_max_epu8(x, _mm256_set1_epi8(t as i8)), x);
-    _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_add_epi8(ge(86), ge(171)))
+    let gt = |t: i8| _mm256_cmpgt_epi8(x, _mm256_set1_epi8(t));
+    _mm256_abs_epi8(_mm256_add_epi8(gt(-43), gt(42)))
 }
 
 /// The trits (0, 1, 2) of one `TQ1_0` block as eight planes in weight order: plane `p` holds
 /// weights `32p .. 32p + 32` (layout in [`crate::format::tq1_0`]).
 ///
 /// Multiplying a packed byte by 3 (mod 256) brings its next trit to the top, so the planes come
-/// from byte adds and two compares, with no 16-bit multiplies. `qs[32..48]` is processed two
-/// planes at a time (the upper 16 bytes one plane ahead), and its last plane shares a register
-/// with the 16 `qh` weights, whose four trit planes are made by per-dword powers of three.
+/// from byte adds and two compares, with no 16-bit multiplies; the bytes are biased once when
+/// loaded, so each compare is one instruction. `qs[32..48]` is processed two planes at a time
+/// (the upper 16 bytes one plane ahead), and its last plane shares a register with the 16 `qh`
+/// weights, whose four trit planes are made by per-dword powers of three.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 fn tq1_0_planes(wb: &BlockTQ1_0) -> [__m256i; 8] {
     let mut p = [_mm256_setzero_si256(); 8];
     // qs[0..32]: plane n covers weights 32n..32n + 32.
-    let mut q = load(&wb.qs, 0);
+    let mut q = biased(load(&wb.qs, 0));
     for pn in p.iter_mut().take(5) {
         *pn = top_trit(q);
         q = times3(q);
@@ -198,7 +209,7 @@ fn tq1_0_planes(wb: &BlockTQ1_0) -> [__m256i; 8] {
     // qs[32..48]: plane n covers weights 160 + 16n..+16. Low half plane 2k, high half 2k + 1.
     // SAFETY: qs has 48 bytes; the load reads 32..48.
     let q16 = unsafe { _mm_loadu_si128(wb.qs.as_ptr().add(32) as *const __m128i) };
-    let q = _mm256_broadcastsi128_si256(q16);
+    let q = biased(_mm256_broadcastsi128_si256(q16));
     let mut q = _mm256_blend_epi32::<0xf0>(q, times3(q));
     for pn in p.iter_mut().skip(5).take(2) {
         *pn = top_trit(q);
@@ -206,7 +217,7 @@ fn tq1_0_planes(wb: &BlockTQ1_0) -> [__m256i; 8] {
     }
     // Plane 4 of qs[32..48] (weights 224..240) beside qh (weights 240 + 4n + j: dword n of the
     // high half holds the four qh bytes times 3^n).
-    let h1 = _mm256_set1_epi32(i32::from_le_bytes(wb.qh));
+    let h1 = biased(_mm256_set1_epi32(i32::from_le_bytes(wb.qh)));
     let h3 = times3(h1);
     let h9 = times3(h3);
     let h = _mm256_blend_epi32::<0b0010_0000>(h1, h3);
