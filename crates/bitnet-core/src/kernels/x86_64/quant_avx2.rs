@@ -146,6 +146,13 @@ const Q6K_PREFETCH: usize = 4096;
 pub(crate) fn vec_dot_q6_k_q8_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
     let m4 = _mm256_set1_epi8(0x0f);
     let m30 = _mm256_set1_epi8(0x30);
+    // Byte shuffles that spread 16-bit scale 2k over the low 128-bit lane and 2k + 1 over the
+    // high one.
+    let picks: [__m256i; 4] = std::array::from_fn(|k| {
+        let bytes: [u8; 32] = std::array::from_fn(|i| (4 * k + 2 * (i / 16) + i % 2) as u8);
+        // SAFETY: 32 bytes; unaligned load.
+        unsafe { _mm256_loadu_si256(bytes.as_ptr() as *const __m256i) }
+    });
     let mut acc = _mm256_setzero_ps();
     for (w, x) in w.iter().zip(x) {
         // Hints only (they never fault): the row's bytes a few blocks ahead, so the head's
@@ -158,7 +165,8 @@ pub(crate) fn vec_dot_q6_k_q8_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
         let sc8 = unsafe { _mm_loadu_si128(w.scales.as_ptr() as *const __m128i) };
         // SAFETY: 16 bsums (32 bytes); unaligned load.
         let bs = unsafe { _mm256_loadu_si256(x.bsums.as_ptr() as *const __m256i) };
-        let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, _mm256_cvtepi8_epi16(sc8)));
+        let sc16 = _mm256_cvtepi8_epi16(sc8);
+        let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, sc16));
         let mut isum = _mm256_sub_epi32(_mm256_setzero_si256(), offset);
         for n in 0..2 {
             let ql = &w.ql[64 * n..64 * n + 64];
@@ -188,28 +196,15 @@ pub(crate) fn vec_dot_q6_k_q8_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
                     _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m30),
                 ),
             ];
-            for (k, &c) in codes.iter().enumerate() {
-                let g = (8 * n + 2 * k) as i8;
-                // Group g for weights 0..16 of the plane (low lanes), g + 1 for 16..32.
-                let pick = _mm_setr_epi8(
-                    g,
-                    g,
-                    g,
-                    g,
-                    g,
-                    g,
-                    g,
-                    g,
-                    g + 1,
-                    g + 1,
-                    g + 1,
-                    g + 1,
-                    g + 1,
-                    g + 1,
-                    g + 1,
-                    g + 1,
-                );
-                let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
+            // This half's eight group scales (16-bit) in both 128-bit lanes.
+            let half = if n == 0 {
+                _mm256_permute2x128_si256::<0x00>(sc16, sc16)
+            } else {
+                _mm256_permute2x128_si256::<0x11>(sc16, sc16)
+            };
+            for (k, (&c, &pick)) in codes.iter().zip(&picks).enumerate() {
+                // Group 8n + 2k for weights 0..16 of the plane (low lanes), the next for 16..32.
+                let sc = _mm256_shuffle_epi8(half, pick);
                 // SAFETY: activations 128n + 32k .. + 32 of 256.
                 let a = unsafe {
                     _mm256_loadu_si256(x.qs.as_ptr().add(128 * n + 32 * k) as *const __m256i)
