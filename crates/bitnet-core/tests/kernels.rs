@@ -245,7 +245,7 @@ fn trit(v: f32) -> i32 {
 fn codes_tiles_equal_the_reference_exactly() {
     use bitnet_core::kernels::tile::{codes_tile, CodeLayout, MAX_TILE_TOKENS};
     let mut rng = StdRng::seed_from_u64(11);
-    const ROWS: usize = 3;
+    const ROWS: usize = 7;
     for &nb in &AWKWARD_BLOCKS[..9] {
         let n = nb * QK_K;
         let w = ternary_values(&mut rng, ROWS * n, 0.5);
@@ -400,7 +400,7 @@ fn chunked_tiles_of_many_rows_equal_the_reference() {
         let tq2 = tq2_0::quantize_row_tq2_0(&w).unwrap();
         let a: Vec<BlockQ8K> =
             (0..MAX_TILE_TOKENS).flat_map(|_| activations(&mut rng, n, true)).collect();
-        for n_tok in [MAX_TILE_TOKENS, 5] {
+        for n_tok in [MAX_TILE_TOKENS, 5, 3, 1] {
             let xa = &a[..n_tok * nb];
             let codes: &[u8] = bytemuck::cast_slice(&tq2);
             let mut want = vec![0i32; rows * n_tok];

@@ -5,6 +5,7 @@
 use super::bench_kernels::cpu_model;
 use super::model_args::default_threads;
 use anyhow::{Context, Result};
+use bitnet_core::kernels::{Isa, Kernels};
 use bitnet_infer::bench::{bench, BenchResult};
 use bitnet_infer::load::open_model;
 use bitnet_infer::{Engine, KvType};
@@ -38,6 +39,10 @@ pub struct Args {
     /// Element type of the KV cache: f32 or f16 (llama.cpp's default).
     #[arg(long = "cache-type", default_value = "f32", value_parser = parse_kv_type)]
     pub cache_type: KvType,
+    /// Kernel paths to run, comma-separated (scalar, avx2, avx512, avx512vnni), each measured
+    /// in the same run; the fastest this CPU has when absent.
+    #[arg(long, value_delimiter = ',')]
+    pub isa: Vec<String>,
 }
 
 /// A KV cache element type by name, for `--cache-type`.
@@ -59,10 +64,19 @@ pub fn run(a: Args) -> Result<()> {
     let (size, params) = (model.weights.size_bytes(), model.weights.n_params());
     let model_type =
         format!("{} {:?}", model.config.arch.gguf_name(), model.weights.layers[0].wq.ty);
-    let mut rows: Vec<BenchResult> = Vec::new();
-    for &t in &a.threads {
-        let engine = Engine::new(model.clone(), t)?;
-        rows.extend(bench(&engine, a.n_prompt, a.n_gen, a.n_depth, a.repetitions, a.cache_type)?);
+    let isas: Vec<Isa> = if a.isa.is_empty() {
+        vec![Isa::best()]
+    } else {
+        let parse = |s: &String| Isa::from_name(s).with_context(|| format!("kernel path {s}"));
+        a.isa.iter().map(parse).collect::<Result<_>>()?
+    };
+    let mut rows: Vec<(Isa, BenchResult)> = Vec::new();
+    for &isa in &isas {
+        for &t in &a.threads {
+            let engine = Engine::with_kernels(model.clone(), Kernels::new(isa)?, t)?;
+            let res = bench(&engine, a.n_prompt, a.n_gen, a.n_depth, a.repetitions, a.cache_type)?;
+            rows.extend(res.into_iter().map(|r| (isa, r)));
+        }
     }
     let peak = peak_rss_bytes();
     if a.json {
@@ -72,12 +86,13 @@ pub fn run(a: Args) -> Result<()> {
             .unwrap_or(0);
         let list: Vec<_> = rows
             .iter()
-            .map(|r| {
+            .map(|(isa, r)| {
                 json!({
                     "build_commit": env!("CARGO_PKG_VERSION"),
                     "cpu_info": cpu_model(),
                     "gpu_info": "",
                     "backends": "CPU",
+                    "kernels": isa.name(),
                     "model_filename": file,
                     "model_type": model_type,
                     "model_size": size,
@@ -108,11 +123,12 @@ pub fn run(a: Args) -> Result<()> {
     }
     println!("| model | size | params | backend | threads | test | t/s |");
     println!("| --- | ---: | ---: | --- | ---: | ---: | ---: |");
-    for r in &rows {
+    for (isa, r) in &rows {
         println!(
-            "| {model_type} | {:.2} MiB | {:.2} M | CPU | {} | {} | {:.2} ± {:.2} |",
+            "| {model_type} | {:.2} MiB | {:.2} M | CPU {} | {} | {} | {:.2} ± {:.2} |",
             size as f64 / (1 << 20) as f64,
             params as f64 / 1e6,
+            isa.name(),
             r.n_threads,
             r.test_name(),
             r.avg_ts(),

@@ -1,7 +1,7 @@
 //! The int8 activation block the kernels consume: the fields of ggml's `block_q8_K` (type id 15),
 //! laid out for SIMD loads. It lives only in memory (ggml's 292-byte file layout puts `d` first),
-//! so the codes come first and the block is padded to 320 bytes: every 32-byte load of `qs` is
-//! aligned and never splits a cache line.
+//! so the codes come first and the block is padded to 320 bytes and aligned to 64: every 32- or
+//! 64-byte load of `qs` is aligned and never splits a cache line.
 //!
 //! ```text
 //! offset   0..256  qs[256]    int8 values
@@ -19,7 +19,7 @@ use crate::quant::act_i8_scale;
 use crate::Result;
 
 /// One block of 256 int8 activations.
-#[repr(C, align(32))]
+#[repr(C, align(64))]
 #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct BlockQ8K {
     pub qs: [i8; QK_K],

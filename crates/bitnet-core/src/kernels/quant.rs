@@ -404,16 +404,29 @@ mod tests {
     }
 
     /// Random Q6_K blocks (every byte random, so codes and scales cover their whole ranges) and
-    /// Q8_K activations; `unit` gives unit scales so every path must return the exact sum.
+    /// Q8_K activations; `unit` gives unit scales, group scales in -3..=3 and activations in
+    /// -8..=8, so that every partial sum (at most 27 × 256 × 32 × 3 × 8 < 2^24) is exact in f32
+    /// in any order and every path must return the exact sum. (With full-range scales and
+    /// activations the sums pass 2^24, and summing per-lane f32 values rounds differently from
+    /// converting one i32 sum.)
     fn q6_k_blocks(n: usize, unit: bool, seed: &mut u64) -> (Vec<BlockQ6K>, Vec<BlockQ8K>) {
         let mut w = vec![BlockQ6K { ql: [0; 128], qh: [0; 64], scales: [0; 16], d: f16::ONE }; n];
         let mut x = Vec::with_capacity(n);
         for b in w.iter_mut() {
             b.ql.iter_mut().for_each(|v| *v = lcg(seed) as u8);
             b.qh.iter_mut().for_each(|v| *v = lcg(seed) as u8);
-            b.scales.iter_mut().for_each(|v| *v = lcg(seed) as i8);
+            let small = |seed: &mut u64, m: u32| (lcg(seed) % (2 * m + 1)) as i8 - m as i8;
+            if unit {
+                b.scales.iter_mut().for_each(|v| *v = small(seed, 3));
+            } else {
+                b.scales.iter_mut().for_each(|v| *v = lcg(seed) as i8);
+            }
             let mut qs = [0i8; QK_K];
-            qs.iter_mut().for_each(|q| *q = lcg(seed) as i8);
+            if unit {
+                qs.iter_mut().for_each(|q| *q = small(seed, 8));
+            } else {
+                qs.iter_mut().for_each(|q| *q = lcg(seed) as i8);
+            }
             let (dw, dx) = match unit {
                 true => (1.0, 1.0),
                 false => ((lcg(seed) % 1000) as f32 / 997.0 - 0.3, (lcg(seed) % 100) as f32 / 1e4),

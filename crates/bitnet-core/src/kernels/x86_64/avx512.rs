@@ -5,7 +5,7 @@
 //! order equal [`crate::kernels::scalar`]'s.
 
 macro_rules! avx512_kernels {
-    ($features:literal, $isa:expr, { $($dots:item)* }) => {
+    ($features:literal, $isa:expr, $tiles:path, { $($dots:item)* }) => {
         use crate::format::{BlockQ8K, BlockTQ1_0, BlockTQ2_0};
         use crate::kernels::{Isa, Kernels};
         use std::arch::x86_64::*;
@@ -21,9 +21,9 @@ macro_rules! avx512_kernels {
                 vec_dot_i2s_q8k: |c, a| unsafe { vec_dot_i2s_q8k(c, a) },
                 // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
                 vec_dot_t2p_q8k: |c, s, a| unsafe { vec_dot_t2p_q8k(c, s, a) },
-                // SAFETY: AVX-512 paths imply AVX2 (`Isa::is_available`).
+                // SAFETY: `Kernels::new` builds this table only where `is_available()` holds.
                 codes_tile: |w, l, r, a, n, o| unsafe {
-                    crate::kernels::x86_64::tile_avx2::codes_tile(w, l, r, a, n, o)
+                    $tiles(w, l, r, a, n, o)
                 },
                 // SAFETY: AVX-512 paths imply AVX2 (`Isa::is_available`).
                 tq1_0_to_tq2_0: |s, d| unsafe {
@@ -174,24 +174,34 @@ macro_rules! avx512_kernels {
     };
 }
 
-avx512_kernels!("avx512f,avx512bw,avx512vl,avx2,f16c", Isa::Avx512, {
-    /// `acc += sum of 4 adjacent (unsigned c) * (signed x)` per i32 lane.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c")]
-    fn dot(acc: __m512i, c: __m512i, x: __m512i) -> __m512i {
-        let p = _mm512_madd_epi16(_mm512_maddubs_epi16(c, x), _mm512_set1_epi16(1));
-        _mm512_add_epi32(acc, p)
+avx512_kernels!(
+    "avx512f,avx512bw,avx512vl,avx2,f16c",
+    Isa::Avx512,
+    crate::kernels::x86_64::tile_avx2::codes_tile,
+    {
+        /// `acc += sum of 4 adjacent (unsigned c) * (signed x)` per i32 lane.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c")]
+        fn dot(acc: __m512i, c: __m512i, x: __m512i) -> __m512i {
+            let p = _mm512_madd_epi16(_mm512_maddubs_epi16(c, x), _mm512_set1_epi16(1));
+            _mm512_add_epi32(acc, p)
+        }
     }
-});
+);
 
 /// The VNNI flavour of [`super::avx512`].
 pub mod vnni {
-    avx512_kernels!("avx512f,avx512bw,avx512vl,avx2,f16c,avx512vnni", Isa::Avx512Vnni, {
-        /// `acc += sum of 4 adjacent (unsigned c) * (signed x)` per i32 lane (`vpdpbusd`).
-        #[inline]
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c,avx512vnni")]
-        fn dot(acc: __m512i, c: __m512i, x: __m512i) -> __m512i {
-            _mm512_dpbusd_epi32(acc, c, x)
+    avx512_kernels!(
+        "avx512f,avx512bw,avx512vl,avx2,f16c,avx512vnni",
+        Isa::Avx512Vnni,
+        crate::kernels::x86_64::tile_avx512::codes_tile,
+        {
+            /// `acc += sum of 4 adjacent (unsigned c) * (signed x)` per i32 lane (`vpdpbusd`).
+            #[inline]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c,avx512vnni")]
+            fn dot(acc: __m512i, c: __m512i, x: __m512i) -> __m512i {
+                _mm512_dpbusd_epi32(acc, c, x)
+            }
         }
-    });
+    );
 }

@@ -7,4 +7,5 @@ pub mod avx2;
 pub mod avx512;
 pub mod quant_avx2;
 pub mod tile_avx2;
+pub mod tile_avx512;
 pub use avx512::vnni as avx512vnni;
