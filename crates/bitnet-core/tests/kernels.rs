@@ -270,7 +270,7 @@ fn codes_tiles_equal_the_reference_exactly() {
                     let exact: i32 = (0..n).map(|i| trit(row[i]) * x(i)).sum();
                     let asum: i32 = (0..n).map(x).sum();
                     assert_eq!(
-                        want[r * n_tok + t] - asum,
+                        want[t * ROWS + r] - asum,
                         exact,
                         "{layout:?} reference {nb} blocks"
                     );

@@ -237,7 +237,7 @@ impl Matmul {
                         let y = unsafe {
                             std::slice::from_raw_parts_mut(out.get().add(t * rows + t0), nr)
                         };
-                        scale_sums(y, &scales[..nr], d, s, &isum[j..], nt);
+                        scale_sums(y, &scales[..nr], d, s, &isum[j * nr..]);
                         let mut bad = mixed;
                         while bad != 0 {
                             let i = bad.trailing_zeros() as usize;
@@ -366,16 +366,11 @@ fn tile_codes<'a>(
     }
 }
 
-/// `y[i] = scale[i] * d * (sums[i * stride] - s)`: one token's outputs of a tile from its
-/// integer sums (`stride` tokens interleaved); the single-token case runs over contiguous
-/// slices, so it compiles to vector code.
-fn scale_sums(y: &mut [f32], scale: &[f32], d: f32, s: i32, sums: &[i32], stride: usize) {
+/// `y[i] = scale[i] * d * (sums[i] - s)`: one token's outputs of a tile from its integer sums,
+/// over contiguous slices, so it compiles to vector code.
+fn scale_sums(y: &mut [f32], scale: &[f32], d: f32, s: i32, sums: &[i32]) {
     let f = |((y, &w), &v): ((&mut f32, &f32), &i32)| *y = w * d * (v - s) as f32;
-    if stride == 1 {
-        y.iter_mut().zip(scale).zip(sums).for_each(f);
-    } else {
-        y.iter_mut().zip(scale).zip(sums.iter().step_by(stride)).for_each(f);
-    }
+    y.iter_mut().zip(scale).zip(sums).for_each(f);
 }
 
 /// Per token, the shared activation scale and the sum of its int8 activations; `None` unless

@@ -56,9 +56,11 @@ impl CodeLayout {
     }
 }
 
-/// `out[r * n_tok + t] = sum_c code[r, c] * a[t, c]` for `rows` consecutive rows of `nb` blocks
-/// (`w` holds `rows * nb` blocks of `layout.stride()` bytes) and `n_tok` tokens (1..=[`MAX_TILE_TOKENS`]) of `nb`
-/// activation blocks each; `rows` is at most [`MAX_TILE_ROWS`].
+/// `out[t * rows + r] = sum_c code[r, c] * a[t, c]` for `rows` consecutive rows of `nb` blocks
+/// (`w` holds `rows * nb` blocks of `layout.stride()` bytes) and `n_tok` tokens
+/// (1..=[`MAX_TILE_TOKENS`]) of `nb` activation blocks each; `rows` is at most
+/// [`MAX_TILE_ROWS`]. Token-major, so one token's sums of the tile's rows are contiguous, as its
+/// outputs are.
 ///
 /// Returns a mask with bit `r` set when row `r`'s `TQ2_0` blocks do not all share the scale of its
 /// first block: such a row's sums cannot be scaled once, and the caller recomputes it per block.
@@ -156,7 +158,7 @@ pub fn codes_tile(
                 let ab = &a[t * nb + b];
                 s += (0..QK_K).map(|i| layout.code(block, i) as i32 * ab.qs[i] as i32).sum::<i32>();
             }
-            out[r * n_tok + t] = s;
+            out[t * rows + r] = s;
         }
     }
     mixed

@@ -110,9 +110,9 @@ unsafe fn tile<const T: usize, const I2S: bool>(
         }
         for (i, acc) in acc[..rn].iter().enumerate() {
             let r = r0 + i;
-            for (o, v) in out[r * T..r * T + T].iter_mut().zip(acc) {
+            for (t, v) in acc.iter().enumerate() {
                 // SAFETY: the first chunk (nb > 0 here) wrote every lane.
-                *o = hsum(unsafe { v.assume_init() });
+                out[t * rows + r] = hsum(unsafe { v.assume_init() });
             }
         }
     }

@@ -109,15 +109,47 @@ unsafe fn tile<const T: usize, const I2S: bool>(
                 i += if i + PAIR <= rn { PAIR } else { 1 };
             }
         }
-        for (i, acc) in acc[..rn].iter().enumerate() {
-            let r = r0 + i;
-            for (o, v) in out[r * T..r * T + T].iter_mut().zip(acc) {
-                // SAFETY: the first chunk (nb > 0 here) wrote every row's lanes.
-                *o = _mm512_reduce_add_epi32(unsafe { v.assume_init() });
-            }
+        let keep = ((1u32 << rn) - 1) as u16;
+        for t in 0..T {
+            let s = sum16(|i| match acc.get(i).filter(|_| i < rn) {
+                // SAFETY: the first chunk (nb > 0 here) wrote rows 0..rn.
+                Some(a) => unsafe { a[t].assume_init() },
+                None => _mm512_setzero_si512(),
+            });
+            let at = &mut out[t * rows + r0..t * rows + r0 + rn];
+            // SAFETY: the mask writes lanes 0..rn, the `rn` values of `at`.
+            unsafe { _mm512_mask_storeu_epi32(at.as_mut_ptr(), keep, s) };
         }
     }
     mixed
+}
+
+/// Lane `r` of the result is the sum of the 16 lanes of `v(r)`: a transposing tree of 15 adds
+/// (pairs of rows interleaved within 128-bit lanes, then 128-bit lanes folded), where reducing
+/// each row alone takes four shuffles and four adds.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c,avx512vnni")]
+fn sum16(v: impl Fn(usize) -> __m512i) -> __m512i {
+    // Rows 2i, 2i + 1 alternating within each 128-bit lane.
+    let p: [__m512i; 8] = std::array::from_fn(|i| {
+        let (a, b) = (v(2 * i), v(2 * i + 1));
+        _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
+    });
+    // Rows 4i .. 4i + 4 in order within each 128-bit lane.
+    let q: [__m512i; 4] = std::array::from_fn(|i| {
+        let (a, b) = (p[2 * i], p[2 * i + 1]);
+        _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+    });
+    // 128-bit lanes: rows 8i..8i + 4 (lanes 0+1, 2+3), rows 8i + 4..8i + 8 (same).
+    let fold = |a: __m512i, b: __m512i| {
+        _mm512_add_epi32(
+            _mm512_shuffle_i32x4::<0b10_00_10_00>(a, b),
+            _mm512_shuffle_i32x4::<0b11_01_11_01>(a, b),
+        )
+    };
+    let (d0, d1) = (fold(q[0], q[1]), fold(q[2], q[3]));
+    // Rows 0..4, 4..8, 8..12, 12..16, each summed over all four lanes.
+    fold(d0, d1)
 }
 
 /// The shifts that put planes `2k` (low half) and `2k + 1` (high half) of a chunk in the
