@@ -11,12 +11,19 @@ use crate::format::{check_len, BlockQ8K, BlockTQ1_0, BlockTQ2_0};
 use crate::Result;
 use half::slice::HalfFloatSliceExt;
 
-/// Rows of one GEMM tile.
-const GEMM_ROW_TILE: usize = 16;
+/// Rows of one integer GEMM tile: one kernel call takes all of them for up to
+/// [`MAX_TILE_TOKENS`] tokens, so those tokens' activations stay in L1 while 64 rows pass (the
+/// kernels walk them 16 at a time), and the 64 rows' codes (25-114 KiB on the 700M and 2B4T
+/// shapes) stay in L2 while every token passes. Against 16-row tiles: prefill +9-14% (700M) and
+/// +6% (2B4T) with the VNNI tiles, 1.00 with AVX2.
+const GEMM_ROW_TILE: usize = MAX_TILE_ROWS;
 
 /// Rows of one tile when a single token passes (decode): nothing is reused across tokens, so a
 /// longer tile only spreads the per-call work (scales, outputs) over more rows.
 const GEMV_ROW_TILE: usize = MAX_TILE_ROWS;
+
+/// Rows of one tile of per-row dot products ([`Matmul::run_tiled`]).
+const DOT_ROW_TILE: usize = 16;
 
 /// Matrices one pass of the pool takes at most (a larger group runs as several passes).
 const MAX_GROUP: usize = 4;
@@ -251,7 +258,7 @@ impl Matmul {
     }
 
     /// `y[t * rows + r] = dot(r, t)` for every row and token: rows split into one contiguous
-    /// range per thread, walked in tiles of [`GEMM_ROW_TILE`] rows that stay in cache while every
+    /// range per thread, walked in tiles of [`DOT_ROW_TILE`] rows that stay in cache while every
     /// token passes. `y` must hold `n_tokens * rows` values (callers check it).
     pub(crate) fn run_tiled<F>(
         &self,
@@ -270,7 +277,7 @@ impl Matmul {
             let (r0, r1) = thread_range(rows, n_threads, tid);
             let mut t0 = r0;
             while t0 < r1 {
-                let t1 = (t0 + GEMM_ROW_TILE).min(r1);
+                let t1 = (t0 + DOT_ROW_TILE).min(r1);
                 for t in 0..n_tokens {
                     for r in t0..t1 {
                         let v = dot(r, t);
