@@ -2,14 +2,17 @@
 //! prefill`.
 //!
 //! - GEMM of 128 tokens through the integer tiles (TQ2_0, I2_S, TQ1_0 rewritten as TQ2_0) beside
-//!   128 single-token GEMVs of the same matrix, in multiply-accumulates per second;
+//!   128 single-token GEMVs of the same matrix, in multiply-accumulates per second, on AVX2 and on
+//!   the best path this CPU has (AVX-512 VNNI tiles where present);
+//! - one hot tile call (64 rows of 1536 codes × 8 tokens) on every SIMD path;
 //! - the TQ1_0 → TQ2_0 rewrite of a row tile, scalar reference beside SIMD;
 //! - attention's key scores and weighted values over 128 positions, beside plain sequential dot
 //!   products;
 //! - the SiLU gate and softmax exponentials of `kernels::act` beside the same loops on libm's
 //!   `expf`;
 //! - on AVX2, the ceiling of the integer tiles' instruction mix: independent `vpmaddubsw` alone,
-//!   and each followed by the `vpaddw` that accumulates it (32 multiply-accumulates per pair).
+//!   and each followed by the `vpaddw` that accumulates it (32 multiply-accumulates per pair);
+//!   with AVX-512 VNNI, independent 512-bit `vpdpbusd` (64 multiply-accumulates each).
 
 use bitnet_core::format::q8k::quantize_row_q8k_per_token;
 use bitnet_core::format::{tq1_0, tq2_0, BlockQ8K, QK_K};
@@ -36,13 +39,20 @@ fn gemm(c: &mut Criterion) {
         })
         .collect();
     let mut y = vec![0f32; TOKENS * rows];
-    let simd = Isa::best();
-    for format in [TernaryFormat::Tq2_0, TernaryFormat::I2s, TernaryFormat::Tq1_0] {
+    let mut isas = vec![Isa::Avx2, Isa::best()];
+    isas.retain(|i| i.is_available());
+    isas.dedup();
+    for (format, simd) in [TernaryFormat::Tq2_0, TernaryFormat::I2s, TernaryFormat::Tq1_0]
+        .into_iter()
+        .flat_map(|f| isas.iter().map(move |&i| (f, i)))
+    {
         let w = OwnedTernary::random(format, rows, cols, 42).unwrap();
         let m = w.matrix().unwrap();
         for threads in [1, 2] {
             let mm = Matmul::new(Kernels::new(simd).unwrap(), threads).unwrap();
-            let id = |what: &str| BenchmarkId::new(format!("{}_{what}", format.name()), threads);
+            let id = |what: &str| {
+                BenchmarkId::new(format!("{}_{}_{what}", format.name(), simd.name()), threads)
+            };
             g.bench_function(id("gemm"), |b| b.iter(|| mm.gemm(&m, &x, TOKENS, &mut y).unwrap()));
             g.bench_function(id("gemv_each"), |b| {
                 b.iter(|| {
@@ -52,6 +62,37 @@ fn gemm(c: &mut Criterion) {
                 })
             });
         }
+    }
+    g.finish();
+}
+
+/// One call of each SIMD path's tile kernel on a tile that stays in cache: 64 rows of 1536 TQ2_0
+/// codes against 8 tokens, the unit of a prefill GEMM.
+fn tile_call(c: &mut Criterion) {
+    use bitnet_core::kernels::tile::{CodeLayout, MAX_TILE_ROWS, MAX_TILE_TOKENS};
+    let (rows, cols, n_tok) = (MAX_TILE_ROWS, 1536, MAX_TILE_TOKENS);
+    let w = OwnedTernary::random(TernaryFormat::Tq2_0, rows, cols, 3).unwrap();
+    let codes: &[u8] = match w.matrix().unwrap().view() {
+        bitnet_core::kernels::TernaryView::Tq2_0(b) => bytemuck::cast_slice(b),
+        _ => unreachable!("a TQ2_0 matrix"),
+    };
+    let x: Vec<BlockQ8K> = (0..n_tok)
+        .flat_map(|t| {
+            let row: Vec<f32> =
+                (0..cols).map(|i| ((i * 5 + t * 11) % 255) as f32 - 127.0).collect();
+            quantize_row_q8k_per_token(&row).unwrap()
+        })
+        .collect();
+    let mut out = vec![0i32; rows * n_tok];
+    let mut g = c.benchmark_group(format!("tile_{rows}x{cols}x{n_tok}"));
+    g.sample_size(20).throughput(Throughput::Elements((rows * cols * n_tok) as u64));
+    for isa in Isa::ALL[1..].iter().copied().filter(|i| i.is_available()) {
+        let k = Kernels::new(isa).unwrap();
+        g.bench_function(isa.name(), |b| {
+            b.iter(|| {
+                (k.codes_tile)(codes, CodeLayout::Tq2_0, rows, black_box(&x), n_tok, &mut out)
+            })
+        });
     }
     g.finish();
 }
@@ -255,5 +296,45 @@ fn avx2_peak(c: &mut Criterion) {
 #[cfg(not(target_arch = "x86_64"))]
 fn avx2_peak(_: &mut Criterion) {}
 
-criterion_group!(benches, gemm, tq1_rewrite, attention, activations, avx2_peak);
+/// The ceiling of the VNNI tiles: independent 512-bit `vpdpbusd`, 64 multiply-accumulates each.
+#[cfg(target_arch = "x86_64")]
+fn vnni_peak(c: &mut Criterion) {
+    use std::arch::x86_64::*;
+    if !Isa::Avx512Vnni.is_available() {
+        return;
+    }
+    const STEPS: usize = 1 << 16;
+    // Ten chains: enough to cover the instruction's latency at one a cycle.
+    const CHAINS: usize = 10;
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn run() -> i32 {
+        let (c, x) = (_mm512_set1_epi8(black_box(1)), _mm512_set1_epi8(black_box(2)));
+        let mut acc = [_mm512_setzero_si512(); CHAINS];
+        for _ in 0..STEPS {
+            for a in acc.iter_mut() {
+                *a = _mm512_dpbusd_epi32(*a, c, x);
+            }
+        }
+        acc.iter().fold(0, |s, v| s.wrapping_add(_mm512_reduce_add_epi32(*v)))
+    }
+    let mut g = c.benchmark_group("vnni_peak");
+    g.sample_size(10).throughput(Throughput::Elements((STEPS * CHAINS * 64) as u64));
+    // SAFETY: AVX-512 VNNI is present (checked above).
+    g.bench_function("dpbusd", |b| b.iter(|| unsafe { run() }));
+    g.finish();
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn vnni_peak(_: &mut Criterion) {}
+
+criterion_group!(
+    benches,
+    gemm,
+    tile_call,
+    tq1_rewrite,
+    attention,
+    activations,
+    avx2_peak,
+    vnni_peak
+);
 criterion_main!(benches);
