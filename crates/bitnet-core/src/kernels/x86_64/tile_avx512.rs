@@ -94,27 +94,29 @@ unsafe fn tile<const T: usize, const I2S: bool>(
             let mut i = 0;
             while i < rn {
                 let r = r0 + i;
-                // SAFETY: rows r.. lie inside `w` (caller); chunk 0 initializes `acc`.
+                let n = if i + PAIR <= rn { PAIR } else { 1 };
+                // SAFETY: rows r..r + n lie inside `w` (caller); chunk 0 initializes `acc`.
                 let m = unsafe {
                     let wp = w.as_ptr().add(r * nb * stride);
-                    if i + PAIR <= rn {
-                        let acc = (&mut acc[i..i + PAIR]).try_into().expect("two rows");
-                        rows_pass::<T, PAIR, I2S>(wp, stride, nb, b0..b1, a, acc)
-                    } else {
-                        let acc = (&mut acc[i..i + 1]).try_into().expect("1 row");
-                        rows_pass::<T, 1, I2S>(wp, stride, nb, b0..b1, a, acc)
+                    let acc = &mut acc[i..i + n];
+                    match acc.try_into() {
+                        Ok(pair) => rows_pass::<T, PAIR, I2S>(wp, stride, nb, b0..b1, a, pair),
+                        Err(_) => {
+                            let one = acc.try_into().expect("one row");
+                            rows_pass::<T, 1, I2S>(wp, stride, nb, b0..b1, a, one)
+                        }
                     }
                 };
                 mixed |= m << r;
-                i += if i + PAIR <= rn { PAIR } else { 1 };
+                i += n;
             }
         }
         let keep = ((1u32 << rn) - 1) as u16;
         for t in 0..T {
-            let s = sum16(|i| match acc.get(i).filter(|_| i < rn) {
+            let s = sum16(|i| match i < rn {
                 // SAFETY: the first chunk (nb > 0 here) wrote rows 0..rn.
-                Some(a) => unsafe { a[t].assume_init() },
-                None => _mm512_setzero_si512(),
+                true => unsafe { acc[i][t].assume_init() },
+                false => _mm512_setzero_si512(),
             });
             let at = &mut out[t * rows + r0..t * rows + r0 + rn];
             // SAFETY: the mask writes lanes 0..rn, the `rn` values of `at`.
