@@ -2,6 +2,8 @@
 //!
 //! - [`layers`]: `BitLinear` (fake quantization with straight-through estimators, defined by
 //!   [`bitnet_core::quant`]) and differentiable RMSNorm, RoPE, grouped-query attention and FFNs.
+//! - [`fused`]: the CPU training ops (fused forward and backward of BitLinear through the
+//!   integer kernels, RMSNorm, RoPE, attention, GLU, embedding, cross-entropy), the default path.
 //! - [`models`]: `BitNetForCausalLM` (microsoft/bitnet-b1.58-2B-4T) and LLaMA with Hugging Face
 //!   `config.json` keys and tensor names, and the size presets.
 //! - [`data`]: tokenizers (load or train byte-level BPE), memory-mapped token shards, seeded batches.
@@ -11,6 +13,7 @@
 pub mod bundled;
 pub mod data;
 pub mod error;
+pub mod fused;
 pub mod layers;
 pub mod models;
 pub mod trainer;

@@ -67,6 +67,7 @@ fn options(cfg: ModelConfig, out: &Path, steps: u64) -> TrainOptions {
         stop: Arc::new(AtomicBool::new(false)),
         progress: false,
         workers: 1,
+        ops: Default::default(),
         tokenizer_json: None,
     }
 }

@@ -5,6 +5,7 @@
 use anyhow::{bail, Context, Result};
 use bitnet_train::data::shards::{read_texts, text_files, tokenize_split};
 use bitnet_train::data::{tokenizer, TokenData};
+use bitnet_train::fused::OpPath;
 use bitnet_train::layers::QuantMode;
 use bitnet_train::models::{ModelConfig, Preset};
 use bitnet_train::trainer::checkpoint::{read_state, CONFIG_FILE, TOKENIZER_FILE};
@@ -93,6 +94,10 @@ pub struct Args {
     /// Checkpoint and stop after this many steps, as an interrupt would.
     #[arg(long)]
     stop_after: Option<u64>,
+    /// fused (the CPU training ops, default) or composed (candle primitives only: the reference
+    /// the fused ops are tested against, and what a GPU runs).
+    #[arg(long, default_value = "fused")]
+    ops: OpPath,
     /// Train on the first CUDA GPU (needs a build with --features cuda).
     #[arg(long)]
     cuda: bool,
@@ -277,6 +282,7 @@ pub fn run(args: Args) -> Result<()> {
         progress: !args.quiet,
         workers: if args.cuda { 1 } else { workers },
         tokenizer_json: Some(tk_json),
+        ops: args.ops,
     };
     let s = train(&opts, &data, &device)?;
     let fmt_val =

@@ -125,11 +125,18 @@ fn per_token_body(x: &[f32], out: &mut [BlockQ8K]) {
     }
 }
 
-/// `round_half_away(y).clamp(-128, 127) as i8` (NaN gives 0, as `as` casts do), by truncation
-/// and the exact remainder: no libm call and no saturating cast, so the loop vectorizes.
+/// `round_half_away(y).clamp(-128, 127) as i8` (NaN gives 0, as `as` casts do).
 #[inline(always)]
 pub(crate) fn round_away_i8(y: f32) -> i8 {
-    let y = if y.is_nan() { 0.0 } else { y.clamp(-128.0, 127.0) };
+    round_clamp_i8(y, -128.0, 127.0)
+}
+
+/// `round_half_away(y).clamp(lo, hi) as i8` for bounds within -128..=127 (NaN gives 0), by
+/// truncation and the exact remainder: no libm call and no saturating cast, so a loop of it
+/// vectorizes (the int8 and int4 activation quantizers of training use it).
+#[inline(always)]
+pub fn round_clamp_i8(y: f32, lo: f32, hi: f32) -> i8 {
+    let y = if y.is_nan() { 0.0 } else { y.clamp(lo.max(-128.0), hi.min(127.0)) };
     // SAFETY: `y` is finite and within -128..=127, so the truncation fits an i32 (the checked
     // `as` cast would handle NaN and overflow element by element, which keeps it scalar).
     let t: i32 = unsafe { y.to_int_unchecked() };
@@ -144,8 +151,17 @@ pub fn dequantize_row_q8k(blocks: &[BlockQ8K]) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
-    use super::round_away_i8;
+    use super::{round_away_i8, round_clamp_i8};
     use crate::quant::round_half_away;
+
+    #[test]
+    fn int4_rounding_equals_round_half_away_then_clamp() {
+        let ys: Vec<f32> = (-20_000..20_000).map(|i| i as f32 / 1000.0).collect();
+        for y in ys.into_iter().chain([7.5, -8.5, 0.5, -0.5, f32::NAN, f32::INFINITY, -1e20]) {
+            let want = if y.is_nan() { 0 } else { round_half_away(y).clamp(-8.0, 7.0) as i8 };
+            assert_eq!(round_clamp_i8(y, -8.0, 7.0), want, "{y}");
+        }
+    }
 
     #[test]
     fn fast_rounding_equals_round_half_away_then_clamp() {

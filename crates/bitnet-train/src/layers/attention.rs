@@ -2,6 +2,8 @@
 //! `attn_sub_norm` before `o_proj`.
 
 use super::{softmax_last_dim, BitLinear, RmsNorm, Rope};
+use crate::fused::attention::AttentionOp;
+use crate::fused::OpPath;
 use candle_core::{Device, Result, Tensor};
 
 #[derive(Debug, Clone)]
@@ -14,6 +16,7 @@ pub struct Attention {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
+    pub path: OpPath,
 }
 
 /// `[seq, seq]` additive mask: 0 on and below the diagonal, -inf above it.
@@ -25,8 +28,21 @@ pub fn causal_mask(seq: usize, device: &Device) -> Result<Tensor> {
 }
 
 impl Attention {
-    /// `x`: `[batch, seq, hidden]`; `mask`: from [`causal_mask`].
+    pub fn set_path(&mut self, path: OpPath) {
+        self.path = path;
+        for l in [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj, &mut self.o_proj] {
+            l.set_path(path);
+        }
+        if let Some(n) = &mut self.sub_norm {
+            n.set_path(path);
+        }
+    }
+
+    /// `x`: `[batch, seq, hidden]`; `mask`: from [`causal_mask`] (the composed path's only).
     pub fn forward(&self, x: &Tensor, rope: &Rope, mask: &Tensor) -> Result<Tensor> {
+        if self.path.fused_on(x.device()) {
+            return self.forward_fused(x, rope);
+        }
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let split = |y: Tensor, heads: usize| -> Result<Tensor> {
@@ -40,6 +56,21 @@ impl Attention {
         let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
         let probs = softmax_last_dim(&scores)?;
         let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+        let y = match &self.sub_norm {
+            Some(n) => n.forward(&y)?,
+            None => y,
+        };
+        self.o_proj.forward(&y)
+    }
+
+    /// The fused path: RoPE and attention on the projections' `[b, t, heads, dim]` layout.
+    fn forward_fused(&self, x: &Tensor, rope: &Rope) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let q = rope.apply_fused(&self.q_proj.forward(x)?.reshape((b, t, nh, hd))?)?;
+        let k = rope.apply_fused(&self.k_proj.forward(x)?.reshape((b, t, nkv, hd))?)?;
+        let v = self.v_proj.forward(x)?.reshape((b, t, nkv, hd))?.contiguous()?;
+        let y = q.apply_op3(&k, &v, AttentionOp::new())?.reshape((b, t, nh * hd))?;
         let y = match &self.sub_norm {
             Some(n) => n.forward(&y)?,
             None => y,

@@ -2,6 +2,8 @@
 //! before activation quantization (H-BitLinear, BitNet v2).
 
 use super::quant::QuantMode;
+use crate::fused::bitlinear::{fits, ActBits, BitLinearOp, PackedWeights};
+use crate::fused::OpPath;
 use bitnet_core::quant::{hadamard_block_len, hadamard_transform};
 use candle_core::{Result, Tensor};
 use std::sync::{Arc, RwLock};
@@ -19,6 +21,9 @@ pub struct BitLinear {
     /// weights change once per optimizer step, not per forward pass, so the trainer quantizes
     /// them once per step instead of once per micro-batch and worker.
     quant_delta: Arc<RwLock<Option<Tensor>>>,
+    /// The fused path's counterpart of `quant_delta`: the step's codes in the kernel layout.
+    packed: Arc<RwLock<Option<Arc<PackedWeights>>>>,
+    path: OpPath,
 }
 
 impl BitLinear {
@@ -28,12 +33,38 @@ impl BitLinear {
         } else {
             None
         };
-        Ok(Self { weight, mode, hadamard, quant_delta: Arc::new(RwLock::new(None)) })
+        Ok(Self {
+            weight,
+            mode,
+            hadamard,
+            quant_delta: Arc::new(RwLock::new(None)),
+            packed: Arc::new(RwLock::new(None)),
+            path: OpPath::default(),
+        })
+    }
+
+    /// Chooses the fused op or the composed reference (see [`OpPath`]).
+    pub fn set_path(&mut self, path: OpPath) {
+        self.path = path;
+        self.clear_weight_quant();
+    }
+
+    /// The activation quantizer when this layer runs the fused op: a quantized mode, on the CPU,
+    /// with whole 256-value activation blocks; otherwise it runs the composed layer.
+    fn fused_act(&self) -> Option<ActBits> {
+        let in_features = self.weight.dim(1).ok()?;
+        let ok = self.path.fused_on(self.weight.device()) && fits(in_features);
+        ActBits::of(self.mode).filter(|_| ok)
     }
 
     /// Quantizes the current weights once; later forward passes reuse the result until the next
     /// call or [`Self::clear_weight_quant`]. Call it again whenever the weights change.
     pub fn cache_weight_quant(&self) -> Result<()> {
+        if self.fused_act().is_some() {
+            let packed = PackedWeights::new(&self.weight, self.mode)?;
+            *self.packed.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(packed));
+            return Ok(());
+        }
         let delta = match self.mode {
             QuantMode::None => None,
             mode => Some((mode.fake_quant_weight(&self.weight.detach())? - self.weight.detach())?),
@@ -44,6 +75,7 @@ impl BitLinear {
 
     pub fn clear_weight_quant(&self) {
         *self.quant_delta.write().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.packed.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -52,6 +84,9 @@ impl BitLinear {
 
     /// `x`: `[..., in_features]` → `[..., out_features]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(act) = self.fused_act() {
+            return self.forward_fused(x, act);
+        }
         let x = match &self.hadamard {
             Some(h) => block_hadamard(x, h)?,
             None => x.clone(),
@@ -64,6 +99,16 @@ impl BitLinear {
             None => self.mode.fake_quant_weight(&self.weight)?,
         };
         matmul_t(&xq, &wq)
+    }
+
+    fn forward_fused(&self, x: &Tensor, act: ActBits) -> Result<Tensor> {
+        let cached = self.packed.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let weights = match cached {
+            Some(p) => p,
+            None => Arc::new(PackedWeights::new(&self.weight, self.mode)?),
+        };
+        let op = BitLinearOp { weights, act, hadamard: self.hadamard.is_some() };
+        x.contiguous()?.apply_op2(&self.weight, op)
     }
 }
 

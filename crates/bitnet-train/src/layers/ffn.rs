@@ -2,6 +2,8 @@
 //! 2B4T), SiLU (SwiGLU, LLaMA) or GELU (GeGLU). The BitNet variant has `ffn_sub_norm`.
 
 use super::{BitLinear, RmsNorm};
+use crate::fused::glu::GluOp;
+use crate::fused::OpPath;
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -31,11 +33,27 @@ pub struct Ffn {
     pub down_proj: BitLinear,
     pub sub_norm: Option<RmsNorm>,
     pub act: Activation,
+    pub path: OpPath,
 }
 
 impl Ffn {
+    pub fn set_path(&mut self, path: OpPath) {
+        self.path = path;
+        for l in [&mut self.gate_proj, &mut self.up_proj, &mut self.down_proj] {
+            l.set_path(path);
+        }
+        if let Some(n) = &mut self.sub_norm {
+            n.set_path(path);
+        }
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = (self.act.apply(&self.gate_proj.forward(x)?)? * self.up_proj.forward(x)?)?;
+        let (g, u) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
+        let h = if self.path.fused_on(x.device()) {
+            g.contiguous()?.apply_op2(&u.contiguous()?, GluOp { act: self.act })?
+        } else {
+            (self.act.apply(&g)? * u)?
+        };
         let h = match &self.sub_norm {
             Some(n) => n.forward(&h)?,
             None => h,

@@ -1,13 +1,16 @@
 //! Rotary position embeddings in Hugging Face's `rotate_half` convention: dimension `i` of a head
 //! pairs with dimension `i + head_dim/2`, and `inv_freq[i] = theta^(-2i/head_dim)`.
 
+use crate::fused::rope::{RopeOp, RopeTables};
 use candle_core::{Device, Result, Tensor, D};
+use std::sync::Arc;
 
 /// Precomputed `cos` and `sin` tables, `[max_positions, head_dim]` (frequencies repeated twice).
 #[derive(Debug, Clone)]
 pub struct Rope {
     cos: Tensor,
     sin: Tensor,
+    tables: Arc<RopeTables>,
 }
 
 impl Rope {
@@ -28,8 +31,9 @@ impl Rope {
         }
         let shape = (max_positions, head_dim);
         Ok(Self {
-            cos: Tensor::from_vec(cos, shape, device)?,
-            sin: Tensor::from_vec(sin, shape, device)?,
+            cos: Tensor::from_slice(&cos, shape, device)?,
+            sin: Tensor::from_slice(&sin, shape, device)?,
+            tables: Arc::new(RopeTables { cos, sin, head_dim }),
         })
     }
 
@@ -39,6 +43,12 @@ impl Rope {
         let cos = self.cos.narrow(0, 0, seq)?.to_dtype(x.dtype())?;
         let sin = self.sin.narrow(0, 0, seq)?.to_dtype(x.dtype())?;
         x.broadcast_mul(&cos)? + rotate_half(x)?.broadcast_mul(&sin)?
+    }
+
+    /// The fused rotation of `x`: `[batch, seq, heads, head_dim]` (the projection's layout),
+    /// positions `0..seq` (CPU only).
+    pub fn apply_fused(&self, x: &Tensor) -> Result<Tensor> {
+        x.contiguous()?.apply_op1(RopeOp { tables: self.tables.clone() })
     }
 
     pub fn max_positions(&self) -> usize {

@@ -4,6 +4,9 @@
 use super::config::ModelConfig;
 use super::params::{init_rng, Init, ParamStore};
 use crate::error::Result;
+use crate::fused::cross_entropy::CausalCrossEntropyOp;
+use crate::fused::embedding::EmbeddingOp;
+use crate::fused::OpPath;
 use crate::layers::{causal_mask, Attention, BitLinear, Ffn, RmsNorm, Rope};
 use candle_core::{Device, Tensor, D};
 
@@ -26,6 +29,7 @@ pub struct CausalLm {
     lm_head: Option<Tensor>,
     rope: Rope,
     device: Device,
+    path: OpPath,
 }
 
 impl CausalLm {
@@ -80,9 +84,13 @@ impl CausalLm {
                     n_heads: nh,
                     n_kv_heads: nkv,
                     head_dim: hd,
+                    path: OpPath::default(),
                 },
                 post_attention_layernorm,
-                mlp: Ffn { gate_proj, up_proj, down_proj, sub_norm: ffn_sub, act: c.hidden_act },
+                mlp: Ffn { gate_proj, up_proj, down_proj, sub_norm: ffn_sub,
+                    act: c.hidden_act,
+                    path: OpPath::default(),
+                },
             });
         }
         let norm_w = p.add("model.norm.weight", &[h], Init::Ones, &mut rng, device)?;
@@ -101,7 +109,29 @@ impl CausalLm {
             lm_head,
             rope,
             device: device.clone(),
+            path: OpPath::default(),
         })
+    }
+
+    /// Runs every layer on the fused ops or on the composed reference ([`OpPath`]); the fused
+    /// ops apply on the CPU only. Drops the cached weight quantization.
+    pub fn set_path(&mut self, path: OpPath) {
+        self.path = path;
+        for b in &mut self.blocks {
+            b.input_layernorm.set_path(path);
+            b.attn.set_path(path);
+            b.post_attention_layernorm.set_path(path);
+            b.mlp.set_path(path);
+        }
+        self.norm.set_path(path);
+    }
+
+    pub fn path(&self) -> OpPath {
+        self.path
+    }
+
+    fn fused(&self) -> bool {
+        self.path.fused_on(&self.device)
     }
 
     fn linears(&self) -> impl Iterator<Item = &BitLinear> {
@@ -139,8 +169,12 @@ impl CausalLm {
             )));
         }
         let h = self.config.hidden_size;
-        let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, h))?;
-        let mask = causal_mask(t, &self.device)?;
+        let mut x = if self.fused() {
+            self.embed.apply_op2(&ids.contiguous()?, EmbeddingOp)?
+        } else {
+            self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, h))?
+        };
+        let mask = if self.fused() { Tensor::zeros((), x.dtype(), &self.device)? } else { causal_mask(t, &self.device)? };
         for blk in &self.blocks {
             let a = blk.attn.forward(&blk.input_layernorm.forward(&x)?, &self.rope, &mask)?;
             x = (x + a)?;
@@ -156,6 +190,9 @@ impl CausalLm {
     /// shape of the input and is shifted here (logits at position `t` predict `labels[t + 1]`).
     pub fn loss(&self, ids: &Tensor, labels: &Tensor) -> Result<Tensor> {
         let logits = self.forward(ids)?;
+        if self.fused() {
+            return Ok(logits.apply_op2(&labels.contiguous()?, CausalCrossEntropyOp::new())?);
+        }
         causal_lm_loss(&logits, labels)
     }
 }

@@ -1,9 +1,25 @@
 //! AdamW (decoupled weight decay, as `torch.optim.AdamW`), with its state exposed for checkpoints.
+//!
+//! On the CPU the moments live in host buffers and each parameter is updated by one fused
+//! in-place pass ([`crate::fused::adamw`]); elsewhere (or with [`OpPath::Composed`]) the update is
+//! composed from tensor operations, the reference the fused pass is tested against.
 
 use crate::error::{Result, TrainError};
+use crate::fused::adamw::{AdamWHyper, AdamWOp};
+use crate::fused::OpPath;
 use crate::models::ParamStore;
 use candle_core::{Tensor, Var};
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// The two moments of one parameter.
+#[derive(Debug)]
+enum Moments {
+    /// Host buffers the fused pass updates in place.
+    Host { m: Vec<f32>, v: Vec<f32> },
+    /// Device tensors of the composed update.
+    Device { m: Var, v: Var },
+}
 
 #[derive(Debug)]
 pub struct AdamW {
@@ -13,87 +29,144 @@ pub struct AdamW {
     /// Number of updates applied (bias correction uses it).
     pub t: u64,
     /// First and second moments by parameter name.
-    pub m: BTreeMap<String, Var>,
-    pub v: BTreeMap<String, Var>,
+    moments: BTreeMap<String, Moments>,
 }
 
 impl AdamW {
-    /// Betas 0.9 / 0.95, eps 1e-8, zero moments for every parameter.
+    /// Betas 0.9 / 0.95, eps 1e-8, zero moments for every parameter, updated by the fused pass
+    /// on the CPU.
     pub fn new(params: &ParamStore) -> Result<Self> {
-        let zeros = |v: &Var| -> Result<Var> { Ok(Var::from_tensor(&v.zeros_like()?)?) };
-        let mut m = BTreeMap::new();
-        let mut v = BTreeMap::new();
-        for (name, p) in params.iter() {
-            m.insert(name.clone(), zeros(p)?);
-            v.insert(name.clone(), zeros(p)?);
-        }
-        Ok(Self { beta1: 0.9, beta2: 0.95, eps: 1e-8, t: 0, m, v })
+        Self::with_path(params, OpPath::Fused)
     }
 
-    /// One update with gradients `grads` (by name). Weight decay applies to parameters of rank
-    /// two or more (matrices) only: `p -= lr * wd * p`, then the Adam step.
+    /// As [`Self::new`], choosing the fused pass or the composed update.
+    pub fn with_path(params: &ParamStore, path: OpPath) -> Result<Self> {
+        let mut moments = BTreeMap::new();
+        for (name, p) in params.iter() {
+            let m = if path.fused_on(p.device()) {
+                Moments::Host { m: vec![0.0; p.elem_count()], v: vec![0.0; p.elem_count()] }
+            } else {
+                let zeros = || -> Result<Var> { Ok(Var::from_tensor(&p.zeros_like()?)?) };
+                Moments::Device { m: zeros()?, v: zeros()? }
+            };
+            moments.insert(name.clone(), m);
+        }
+        Ok(Self { beta1: 0.9, beta2: 0.95, eps: 1e-8, t: 0, moments })
+    }
+
+    /// One update with gradients `grads` (by name), each multiplied by `clip` first (the scale of
+    /// global-norm clipping; 1 leaves them). Weight decay applies to parameters of rank two or
+    /// more (matrices) only: `p -= lr * wd * p`, then the Adam step.
     pub fn step(
         &mut self,
         params: &ParamStore,
         grads: &BTreeMap<String, Tensor>,
         lr: f64,
         wd: f64,
+        clip: f64,
     ) -> Result<()> {
         self.t += 1;
         let bc1 = 1.0 - self.beta1.powi(self.t as i32);
         let bc2 = 1.0 - self.beta2.powi(self.t as i32);
         for (name, p) in params.iter() {
             let Some(g) = grads.get(name) else { continue };
-            let (m, v) = (&self.m[name], &self.v[name]);
-            let m_new = ((m.as_tensor() * self.beta1)? + (g * (1.0 - self.beta1))?)?;
-            let v_new = ((v.as_tensor() * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
-            let denom = ((&v_new / bc2)?.sqrt()? + self.eps)?;
-            let update = ((&m_new / bc1)? / denom)?;
-            let mut new_p = p.as_tensor().clone();
-            if wd > 0.0 && p.rank() >= 2 {
-                new_p = (new_p * (1.0 - lr * wd))?;
+            let decay = wd > 0.0 && p.rank() >= 2;
+            match self.moments.get_mut(name) {
+                Some(Moments::Host { m, v }) => {
+                    let hyper = AdamWHyper {
+                        beta1: self.beta1 as f32,
+                        beta2: self.beta2 as f32,
+                        eps: self.eps as f32,
+                        lr: lr as f32,
+                        decay: if decay { (lr * wd) as f32 } else { 0.0 },
+                        bc1: bc1 as f32,
+                        bc2: bc2 as f32,
+                        clip: clip as f32,
+                    };
+                    let op = AdamWOp { hyper, m: Mutex::new(m), v: Mutex::new(v) };
+                    p.as_tensor().inplace_op2(&g.contiguous()?, &op)?;
+                }
+                Some(Moments::Device { m, v }) => {
+                    let g = if clip != 1.0 { (g * clip)? } else { g.clone() };
+                    let m_new = ((m.as_tensor() * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
+                    let v_new =
+                        ((v.as_tensor() * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
+                    let denom = ((&v_new / bc2)?.sqrt()? + self.eps)?;
+                    let update = ((&m_new / bc1)? / denom)?;
+                    let mut new_p = p.as_tensor().clone();
+                    if decay {
+                        new_p = (new_p * (1.0 - lr * wd))?;
+                    }
+                    let new_p = (new_p - (update * lr)?)?;
+                    m.set(&m_new)?;
+                    v.set(&v_new)?;
+                    p.set(&new_p)?;
+                }
+                None => {
+                    return Err(TrainError::Invalid(format!("AdamW has no moments for {name}")))
+                }
             }
-            let new_p = (new_p - (update * lr)?)?;
-            m.set(&m_new)?;
-            v.set(&v_new)?;
-            p.set(&new_p)?;
         }
         Ok(())
     }
 
     /// Moments as named tensors (`m.NAME`, `v.NAME`) for a checkpoint.
-    pub fn state_tensors(&self) -> BTreeMap<String, Tensor> {
+    pub fn state_tensors(&self, params: &ParamStore) -> Result<BTreeMap<String, Tensor>> {
         let mut out = BTreeMap::new();
-        for (k, m) in &self.m {
-            out.insert(format!("m.{k}"), m.as_tensor().clone());
+        for (k, mo) in &self.moments {
+            let (m, v) = match mo {
+                Moments::Host { m, v } => {
+                    let p = params.get(k).ok_or_else(|| {
+                        TrainError::Invalid(format!("AdamW moments for unknown parameter {k}"))
+                    })?;
+                    (
+                        Tensor::from_slice(m, p.shape(), p.device())?,
+                        Tensor::from_slice(v, p.shape(), p.device())?,
+                    )
+                }
+                Moments::Device { m, v } => (m.as_tensor().clone(), v.as_tensor().clone()),
+            };
+            out.insert(format!("m.{k}"), m);
+            out.insert(format!("v.{k}"), v);
         }
-        for (k, v) in &self.v {
-            out.insert(format!("v.{k}"), v.as_tensor().clone());
-        }
-        out
+        Ok(out)
     }
 
     /// Restores moments saved by [`Self::state_tensors`].
-    pub fn load_state(&mut self, t: u64, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+    pub fn load_state(
+        &mut self,
+        t: u64,
+        params: &ParamStore,
+        tensors: &BTreeMap<String, Tensor>,
+    ) -> Result<()> {
         self.t = t;
-        for (prefix, map) in [("m", &self.m), ("v", &self.v)] {
-            for (k, var) in map {
+        for (k, mo) in self.moments.iter_mut() {
+            let want = params.get(k).map(|p| p.dims().to_vec()).unwrap_or_default();
+            let fetch = |prefix: &str| -> Result<Tensor> {
                 let key = format!("{prefix}.{k}");
-                let src = tensors.get(&key).ok_or_else(|| TrainError::Checkpoint {
+                let bad = |msg: String| TrainError::Checkpoint {
                     path: super::checkpoint::OPTIMIZER_FILE.into(),
-                    msg: format!("missing tensor {key}"),
-                })?;
-                if src.dims() != var.dims() {
-                    return Err(TrainError::Checkpoint {
-                        path: super::checkpoint::OPTIMIZER_FILE.into(),
-                        msg: format!(
-                            "tensor {key} has shape {:?}, expected {:?}",
-                            src.dims(),
-                            var.dims()
-                        ),
-                    });
+                    msg,
+                };
+                let src = tensors.get(&key).ok_or_else(|| bad(format!("missing tensor {key}")))?;
+                if src.dims() != want.as_slice() {
+                    return Err(bad(format!(
+                        "tensor {key} has shape {:?}, expected {want:?}",
+                        src.dims()
+                    )));
                 }
-                var.set(src)?;
+                Ok(src.clone())
+            };
+            let (sm, sv) = (fetch("m")?, fetch("v")?);
+            match mo {
+                Moments::Host { m, v } => {
+                    m.copy_from_slice(&sm.flatten_all()?.to_vec1::<f32>()?);
+                    v.copy_from_slice(&sv.flatten_all()?.to_vec1::<f32>()?);
+                }
+                Moments::Device { m, v } => {
+                    m.set(&sm)?;
+                    v.set(&sv)?;
+                }
             }
         }
         Ok(())

@@ -7,6 +7,7 @@ use super::optim::AdamW;
 use super::schedule::Schedule;
 use crate::data::{Batcher, TokenData};
 use crate::error::{Result, TrainError};
+use crate::fused::OpPath;
 use crate::models::{CausalLm, ModelConfig};
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -51,6 +52,8 @@ pub struct TrainOptions {
     pub workers: usize,
     /// `tokenizer.json` text copied into each checkpoint.
     pub tokenizer_json: Option<String>,
+    /// The fused CPU ops (the default) or the composed reference ([`OpPath`]).
+    pub ops: OpPath,
 }
 
 #[derive(Debug)]
@@ -111,8 +114,9 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
     data.check_seq_len(t)?;
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| TrainError::io(&opts.out_dir, e))?;
 
-    let model = CausalLm::new(&opts.config, opts.seed, device)?;
-    let mut opt = AdamW::new(&model.params)?;
+    let mut model = CausalLm::new(&opts.config, opts.seed, device)?;
+    model.set_path(opts.ops);
+    let mut opt = AdamW::with_path(&model.params, opts.ops)?;
     let mut batcher = Batcher::new(opts.seed.wrapping_add(1));
     let mut schedule = opts.schedule.clone();
     let (mut step, mut tokens_seen, mut skipped, mut elapsed) = (0u64, 0u64, 0u64, 0.0f64);
@@ -196,21 +200,13 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
             add_grads(&mut grads, gs)?;
         }
         let loss = loss_sum / accum as f64;
-        let mut sq = 0.0f64;
-        for g in grads.values() {
-            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
-        let norm = sq.sqrt();
+        let norm = grad_norm(&grads)?;
         let finite = loss.is_finite() && norm.is_finite();
         if finite {
             bad_run = 0;
-            if opts.clip > 0.0 && norm > opts.clip {
-                let s = opts.clip / (norm + 1e-6);
-                for g in grads.values_mut() {
-                    *g = (&*g * s)?;
-                }
-            }
-            opt.step(&model.params, &grads, lr, wd)?;
+            let clip =
+                if opts.clip > 0.0 && norm > opts.clip { opts.clip / (norm + 1e-6) } else { 1.0 };
+            opt.step(&model.params, &grads, lr, wd, clip)?;
             model.cache_weight_quant()?;
         } else {
             skipped += 1;
@@ -354,6 +350,19 @@ fn micro_step(
     Ok((loss, grads))
 }
 
+/// The global gradient norm `sqrt(Σ g²)`: one pass over each gradient on the CPU, summed in f64.
+fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f64> {
+    let mut sq = 0.0f64;
+    for g in grads.values() {
+        sq += if g.device().is_cpu() {
+            crate::fused::adamw::sum_squares(g)?
+        } else {
+            g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?
+        };
+    }
+    Ok(sq.sqrt())
+}
+
 /// `acc += more`, parameter by parameter (a name missing from `acc` starts at `more`'s value).
 fn add_grads(acc: &mut BTreeMap<String, Tensor>, more: BTreeMap<String, Tensor>) -> Result<()> {
     for (name, g) in more {
@@ -385,7 +394,7 @@ fn save_checkpoint(
     if let Some(tk) = &opts.tokenizer_json {
         staged.stage(&dir.join(checkpoint::TOKENIZER_FILE), tk.as_bytes())?;
     }
-    let opt_bytes = checkpoint::safetensors_bytes(&opt.state_tensors(), meta)?;
+    let opt_bytes = checkpoint::safetensors_bytes(&opt.state_tensors(&model.params)?, meta)?;
     staged.stage(&dir.join(checkpoint::OPTIMIZER_FILE), &opt_bytes)?;
     drop(opt_bytes);
     let state = serde_json::to_string_pretty(st).expect("state serializes");
@@ -415,6 +424,6 @@ fn resume_into(opts: &TrainOptions, model: &CausalLm, opt: &mut AdamW) -> Result
         }
     }
     model.params.load(&weights, &dir.join(checkpoint::MODEL_FILE).display().to_string())?;
-    opt.load_state(st.adam_t, &moments)?;
+    opt.load_state(st.adam_t, &model.params, &moments)?;
     Ok(st)
 }
