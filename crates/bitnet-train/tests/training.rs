@@ -6,8 +6,14 @@ mod common;
 use bitnet_train::bundled;
 use bitnet_train::data::shards::tokenize_split;
 use bitnet_train::data::{tokenizer, TokenData};
+use bitnet_train::fused::OpPath;
 use bitnet_train::layers::QuantMode;
-use bitnet_train::models::{ModelConfig, Preset};
+use bitnet_train::data::Batcher;
+use bitnet_train::fused::adamw::sum_squares;
+use bitnet_train::models::{CausalLm, ModelConfig, Preset};
+use bitnet_train::trainer::AdamW;
+use candle_core::Tensor;
+use std::collections::BTreeMap;
 use bitnet_train::trainer::checkpoint::{load_safetensors, read_state};
 use bitnet_train::trainer::{metrics, train, Schedule, TrainOptions};
 use bitnet_train::TrainError;
@@ -200,5 +206,105 @@ fn data_parallel_workers_compute_the_same_step() {
         for (a, b) in l.iter().zip(&losses[0]) {
             assert!((a - b).abs() < 1e-3, "{losses:?}");
         }
+    }
+}
+
+/// The `tiny` shape (width 256, so every BitLinear runs the fused integer op) on short sequences.
+fn tiny_options(out: &Path, steps: u64, ops: OpPath) -> TrainOptions {
+    let mut cfg = Preset::Tiny.config();
+    cfg.vocab_size = 4096;
+    let mut o = options(cfg, out, steps);
+    o.batch_size = 4;
+    o.grad_accum = 1;
+    o.eval_every = 0;
+    o.eval_windows = 16;
+    o.log_every = 50;
+    o.schedule = Schedule::two_stage(steps, 20, 3e-3, 2e-3);
+    o.ops = ops;
+    o
+}
+
+#[test]
+fn fused_steps_give_the_composed_losses_along_one_trajectory() {
+    // Ternary training is chaotic: a latent weight a rounding error away from a quantization
+    // threshold moves a code, and Adam's first steps move every weight by about the learning
+    // rate whatever its gradient's size, so two independent runs part after a few steps even
+    // when only the order of f32 sums differs (composed against itself with 1 and 2 workers does
+    // the same). Each step is therefore checked from the same weights: both paths' loss and
+    // gradients on the step's batch, then the fused update.
+    let data = shakespeare(4096);
+    let mut cfg = Preset::Tiny.config();
+    cfg.vocab_size = 4096;
+    let mut model = CausalLm::new(&cfg, 5, &Device::Cpu).unwrap();
+    let mut opt = AdamW::new(&model.params).unwrap();
+    let mut batcher = Batcher::new(6);
+    let (b, t) = (4, 32);
+    let mut first = None;
+    for step in 0..50 {
+        let batch = batcher.next_batch(&data, b, t).unwrap();
+        let ids = Tensor::from_vec(batch, (b, t), &Device::Cpu).unwrap();
+        let mut run = |path| {
+            model.set_path(path);
+            model.cache_weight_quant().unwrap();
+            let loss = model.loss(&ids, &ids).unwrap();
+            let gs = loss.backward().unwrap();
+            let grads: BTreeMap<String, Tensor> = model
+                .params
+                .iter()
+                .map(|(n, v)| (n.clone(), gs.get(v.as_tensor()).unwrap().clone()))
+                .collect();
+            (loss.to_scalar::<f32>().unwrap() as f64, grads)
+        };
+        let (lc, gc) = run(OpPath::Composed);
+        let (lf, gf) = run(OpPath::Fused);
+        assert!((lf - lc).abs() <= 1e-3 * lc, "step {}: fused {lf}, composed {lc}", step + 1);
+        let norm = |g: &BTreeMap<String, Tensor>| {
+            g.values().map(|t| sum_squares(t).unwrap()).sum::<f64>().sqrt()
+        };
+        let (nf, nc) = (norm(&gf), norm(&gc));
+        assert!((nf - nc).abs() <= 1e-3 * nc, "step {}: gradient norm {nf} against {nc}", step + 1);
+        first.get_or_insert(lf);
+        let clip = if nf > 1.0 { 1.0 / (nf + 1e-6) } else { 1.0 };
+        opt.step(&model.params, &gf, 3e-3, 0.1, clip).unwrap();
+        if step == 49 {
+            assert!(lf < first.unwrap() - 1.0, "the loss falls: {first:?} -> {lf}");
+        }
+    }
+}
+
+#[test]
+fn fused_training_reaches_the_composed_validation_loss() {
+    let data = shakespeare(4096);
+    let run = |ops| {
+        let dir = tempfile::tempdir().unwrap();
+        train(&tiny_options(dir.path(), 400, ops), &data, &Device::Cpu).unwrap()
+    };
+    let (fused, composed) = (run(OpPath::Fused), run(OpPath::Composed));
+    let (vf, vc) = (fused.last_val_loss.unwrap(), composed.last_val_loss.unwrap());
+    eprintln!("validation loss after 400 steps: fused {vf}, composed {vc}");
+    assert!((vf - vc).abs() <= 0.01 * vc, "validation after 400 steps: fused {vf}, composed {vc}");
+    assert!(vf < fused.first_val_loss.unwrap() - 2.0, "the fused run learns");
+}
+
+#[test]
+fn fused_run_resumed_after_four_steps_equals_eight_steps_bit_for_bit() {
+    let data = shakespeare(4096);
+    let a_dir = tempfile::tempdir().unwrap();
+    let full = train(&tiny_options(a_dir.path(), 8, OpPath::Fused), &data, &Device::Cpu).unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut o = tiny_options(b_dir.path(), 8, OpPath::Fused);
+    o.stop_after = Some(4);
+    let first = train(&o, &data, &Device::Cpu).unwrap();
+    let mut o = tiny_options(b_dir.path(), 8, OpPath::Fused);
+    o.resume = true;
+    let second = train(&o, &data, &Device::Cpu).unwrap();
+    let resumed: Vec<f64> = first.losses.iter().chain(&second.losses).copied().collect();
+    assert_eq!(resumed, full.losses, "losses must be bit-identical");
+    let (wa, _) = load_safetensors(&a_dir.path().join("model.safetensors"), &Device::Cpu).unwrap();
+    let (wb, _) = load_safetensors(&b_dir.path().join("model.safetensors"), &Device::Cpu).unwrap();
+    for (k, ta) in &wa {
+        let va: Vec<f32> = ta.flatten_all().unwrap().to_vec1().unwrap();
+        let vb: Vec<f32> = wb[k].flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(va, vb, "{k} differs after resume");
     }
 }
