@@ -9,12 +9,13 @@ use crate::data::{Batcher, TokenData};
 use crate::error::{Result, TrainError};
 use crate::fused::OpPath;
 use crate::models::{CausalLm, ModelConfig};
+use bitnet_core::kernels::ThreadPool;
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -180,6 +181,7 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
     bar.set_position(step);
 
     let workers = opts.workers.clamp(1, b);
+    let pool = ThreadPool::new(workers).map_err(|e| TrainError::Invalid(e.to_string()))?;
     let (mut losses, mut bad_run, mut last_val, mut interrupted) =
         (Vec::new(), 0u32, first_val, false);
     let mut window_tokens = 0u64;
@@ -195,7 +197,7 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
         let mut loss_sum = 0.0f64;
         for _ in 0..accum {
             let batch = batcher.next_batch(data, b, t)?;
-            let (loss, gs) = micro_step(&model, &batch, b, t, workers, accum)?;
+            let (loss, gs) = micro_step(&pool, &model, &batch, b, t, workers, accum)?;
             loss_sum += loss;
             add_grads(&mut grads, gs)?;
         }
@@ -299,9 +301,10 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
 }
 
 /// Forward and backward of one micro-batch (`b` rows of `t` tokens), split over `workers`
-/// threads. Returns the mean loss and the gradients of `loss / accum` by parameter name, summed
-/// over the workers in a fixed order.
+/// threads of `pool` (which lives as long as the training run). Returns the mean loss and the
+/// gradients of `loss / accum` by parameter name, summed over the workers in a fixed order.
 fn micro_step(
+    pool: &ThreadPool,
     model: &CausalLm,
     batch: &[u32],
     b: usize,
@@ -324,22 +327,26 @@ fn micro_step(
         }
         Ok((value * n as f64 / b as f64, out))
     };
-    let ranges: Vec<std::ops::Range<usize>> =
-        (0..workers).map(|w| w * b / workers..(w + 1) * b / workers).collect();
     let parts: Vec<Result<(f64, BTreeMap<String, Tensor>)>> = if workers == 1 {
         vec![run(0..b)]
     } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = ranges.iter().map(|r| s.spawn(|| run(r.clone()))).collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(TrainError::Invalid("a training worker thread panicked".into()))
-                    })
-                })
-                .collect()
+        let slots: Vec<Mutex<Option<Result<(f64, BTreeMap<String, Tensor>)>>>> =
+            (0..workers).map(|_| Mutex::new(None)).collect();
+        pool.run(&|w| {
+            if w < workers {
+                let part = run(w * b / workers..(w + 1) * b / workers);
+                *slots[w].lock().unwrap_or_else(|e| e.into_inner()) = Some(part);
+            }
         })
+        .map_err(|e| TrainError::Invalid(format!("a training worker failed: {e}")))?;
+        slots
+            .into_iter()
+            .map(|s| {
+                s.into_inner().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(|| {
+                    Err(TrainError::Invalid("a training worker did not run".into()))
+                })
+            })
+            .collect()
     };
     let (mut loss, mut grads) = (0.0, BTreeMap::<String, Tensor>::new());
     for part in parts {
