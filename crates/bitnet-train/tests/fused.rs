@@ -119,8 +119,7 @@ fn fused_bitlinear_equals_the_composed_layer_in_every_mode() {
                     composed.cache_weight_quant().unwrap();
                 }
                 let inputs = [x.clone(), w.clone()];
-                let tol =
-                    if hadamard { (HADAMARD_TOL, HADAMARD_TOL) } else { (FWD_TOL, GRAD_TOL) };
+                let tol = if hadamard { (HADAMARD_TOL, HADAMARD_TOL) } else { (FWD_TOL, GRAD_TOL) };
                 compare_within(
                     &inputs,
                     |t| fused.forward(&t[0]).unwrap(),
@@ -197,7 +196,8 @@ fn composed_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
 
 #[test]
 fn fused_causal_gqa_attention_equals_the_composed_one() {
-    for (b, t, nh, nkv, d) in [(1, 1, 2, 1, 8), (2, 3, 4, 2, 16), (1, 129, 4, 1, 32), (1, 5, 3, 3, 8)]
+    for (b, t, nh, nkv, d) in
+        [(1, 1, 2, 1, 8), (2, 3, 4, 2, 16), (1, 129, 4, 1, 32), (1, 5, 3, 3, 8)]
     {
         let q = var(&[b, t, nh, d], 8, 1.5);
         let k = var(&[b, t, nkv, d], 9, 1.5);

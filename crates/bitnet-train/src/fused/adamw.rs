@@ -40,7 +40,13 @@ impl InplaceOp2 for AdamWOp<'_> {
         "adamw"
     }
 
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
         let g = f32_data(s2, l2, "adamw gradient")?;
         let (Some((a, b)), CpuStorage::F32(p)) = (l1.contiguous_offsets(), s1) else {
             candle_core::bail!("adamw: the parameter is not a contiguous f32 tensor")

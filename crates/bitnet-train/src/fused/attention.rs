@@ -163,10 +163,6 @@ impl CustomOp3 for AttentionOp {
                 }
             }
         }
-        Ok((
-            Some(tensor(dq, shapes.0)?),
-            Some(tensor(dk, shapes.1)?),
-            Some(tensor(dv, shapes.2)?),
-        ))
+        Ok((Some(tensor(dq, shapes.0)?), Some(tensor(dk, shapes.1)?), Some(tensor(dv, shapes.2)?)))
     }
 }

@@ -228,4 +228,3 @@ impl CustomOp2 for BitLinearOp {
         Ok((Some(dx.reshape(x.shape())?), Some(dw)))
     }
 }
-

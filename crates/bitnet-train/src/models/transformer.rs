@@ -87,7 +87,11 @@ impl CausalLm {
                     path: OpPath::default(),
                 },
                 post_attention_layernorm,
-                mlp: Ffn { gate_proj, up_proj, down_proj, sub_norm: ffn_sub,
+                mlp: Ffn {
+                    gate_proj,
+                    up_proj,
+                    down_proj,
+                    sub_norm: ffn_sub,
                     act: c.hidden_act,
                     path: OpPath::default(),
                 },
@@ -174,7 +178,11 @@ impl CausalLm {
         } else {
             self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, h))?
         };
-        let mask = if self.fused() { Tensor::zeros((), x.dtype(), &self.device)? } else { causal_mask(t, &self.device)? };
+        let mask = if self.fused() {
+            Tensor::zeros((), x.dtype(), &self.device)?
+        } else {
+            causal_mask(t, &self.device)?
+        };
         for blk in &self.blocks {
             let a = blk.attn.forward(&blk.input_layernorm.forward(&x)?, &self.rope, &mask)?;
             x = (x + a)?;

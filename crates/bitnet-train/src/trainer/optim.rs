@@ -89,8 +89,7 @@ impl AdamW {
                 Some(Moments::Device { m, v }) => {
                     let g = if clip != 1.0 { (g * clip)? } else { g.clone() };
                     let m_new = ((m.as_tensor() * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
-                    let v_new =
-                        ((v.as_tensor() * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
+                    let v_new = ((v.as_tensor() * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
                     let denom = ((&v_new / bc2)?.sqrt()? + self.eps)?;
                     let update = ((&m_new / bc1)? / denom)?;
                     let mut new_p = p.as_tensor().clone();
