@@ -170,7 +170,7 @@ fn fused_rope_on_the_projection_layout_equals_rotate_half() {
     for (b, t, h) in [(1, 1, 1), (2, 3, 4), (1, 129, 2)] {
         let x = var(&[b, t, h, 16], 7, 1.0);
         compare(
-            &[x.clone()],
+            std::slice::from_ref(&x),
             |v| rope.apply_fused(&v[0]).unwrap(),
             |v| {
                 let bhtd = v[0].transpose(1, 2).unwrap().contiguous().unwrap();

@@ -41,7 +41,7 @@ fn matmul() -> &'static Matmul {
 /// Whether the fused op takes a layer of `in_features` inputs (the integer tiles read whole
 /// 256-value activation blocks).
 pub fn fits(in_features: usize) -> bool {
-    in_features > 0 && in_features % QK_K == 0
+    in_features > 0 && in_features.is_multiple_of(QK_K)
 }
 
 /// How activations are quantized per token.

@@ -300,6 +300,9 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
     })
 }
 
+/// One worker's mean loss and gradients.
+type WorkerPart = (f64, BTreeMap<String, Tensor>);
+
 /// Forward and backward of one micro-batch (`b` rows of `t` tokens), split over `workers`
 /// threads of `pool` (which lives as long as the training run). Returns the mean loss and the
 /// gradients of `loss / accum` by parameter name, summed over the workers in a fixed order.
@@ -327,10 +330,10 @@ fn micro_step(
         }
         Ok((value * n as f64 / b as f64, out))
     };
-    let parts: Vec<Result<(f64, BTreeMap<String, Tensor>)>> = if workers == 1 {
+    let parts: Vec<Result<WorkerPart>> = if workers == 1 {
         vec![run(0..b)]
     } else {
-        let slots: Vec<Mutex<Option<Result<(f64, BTreeMap<String, Tensor>)>>>> =
+        let slots: Vec<Mutex<Option<Result<WorkerPart>>>> =
             (0..workers).map(|_| Mutex::new(None)).collect();
         pool.run(&|w| {
             if w < workers {
