@@ -44,7 +44,10 @@ fn values(t: &Tensor) -> Vec<f32> {
 fn assert_close(got: &Tensor, want: &Tensor, tol: f32, what: &str) {
     assert_eq!(got.dims(), want.dims(), "{what}: shapes");
     let (g, w) = (values(got), values(want));
-    let scale = w.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    // A reference that is exactly zero (a one-token softmax has no gradient) is compared with an
+    // absolute bound of `tol * 1e-3`: the fused op reaches its zero as a difference of two
+    // products that round apart.
+    let scale = w.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
     let err = g.iter().zip(&w).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(err <= tol * scale, "{what}: max error {err} against scale {scale} (tolerance {tol})");
     assert!(g.iter().all(|v| v.is_finite()), "{what}: non-finite values");

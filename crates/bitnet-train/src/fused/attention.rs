@@ -1,26 +1,38 @@
-//! Fused causal grouped-query attention on the projections' layout `[batch, seq, heads, dim]`:
-//! no repeated key/value heads, no mask tensor and no `[seq, seq]` probability tensor kept for
-//! the backward. The forward keeps one log-sum-exp per query; the backward recomputes each row
-//! of probabilities from it (the FlashAttention recurrence, arXiv:2205.14135, row by row):
+//! Fused causal grouped-query attention on the projections' layout `[batch, seq, heads, dim]`.
+//!
+//! The query heads of one key/value group are stacked as rows (`[b, kv_heads, group · seq,
+//! dim]`), so every product is one batched matrix product of candle (the `gemm` crate) and no key
+//! or value head is repeated; the scale, the causal mask and the softmax are one pass over each
+//! row of scores, and the probabilities are kept for the backward (the composed twin also keeps
+//! them, next to the scores, the mask and the repeated heads):
 //!
 //! ```text
-//! s_ij = q_i · k_j / sqrt(d) (j ≤ i)    p_ij = exp(s_ij − lse_i)    y_i = Σ_j p_ij v_j
-//! D_i = dy_i · y_i     dv_j += p_ij dy_i     ds_ij = p_ij (dy_i · v_j − D_i)
-//! dq_i += ds_ij k_j / sqrt(d)     dk_j += ds_ij q_i / sqrt(d)
+//! S = Q Kᵀ / sqrt(d), masked j > i     P = softmax(S)     Y = P V
+//! D_i = dy_i · y_i     dS = P ⊙ (dY Vᵀ − D) / sqrt(d)     dQ = dS K     dK = dSᵀ Q     dV = Pᵀ dY
 //! ```
 //!
 //! Query head `h` reads key/value head `h / (heads / kv_heads)`, as `repeat_kv` lays them out in
 //! the composed twin ([`crate::layers::Attention`]).
 
-use super::{axpy, dot, f32_data, tensor, CpuF32};
+use super::{f32_data, tensor, CpuF32};
 use bitnet_core::kernels::act::exp;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use std::sync::Mutex;
 
+/// What the forward keeps for the backward.
+#[derive(Debug)]
+struct Saved {
+    /// `[b, kv, group · t, d]`, `[b, kv, t, d]`, `[b, kv, t, d]`.
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    /// `[b, kv, group · t, t]`: the probabilities (0 above the diagonal).
+    p: Tensor,
+}
+
 #[derive(Debug, Default)]
 pub struct AttentionOp {
-    /// `[batch, heads, seq]` log-sum-exp of each query's scores, written by the forward.
-    lse: Mutex<Vec<f32>>,
+    saved: Mutex<Option<Saved>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -47,28 +59,44 @@ impl Dims {
         Ok(Self { b, t, nh, nkv, d })
     }
 
-    /// Offset of `(batch, pos, head)` in a `[b, t, heads, d]` tensor.
-    fn at(&self, heads: usize, b: usize, pos: usize, h: usize) -> usize {
-        ((b * self.t + pos) * heads + h) * self.d
+    fn group(&self) -> usize {
+        self.nh / self.nkv
     }
 
     fn scale(&self) -> f32 {
         1.0 / (self.d as f32).sqrt()
+    }
+
+    /// `[b, t, nh, d]` → `[b, kv, group · t, d]` (row `g · t + i` is query head `kv · group + g`
+    /// at position `i`).
+    fn stack_queries(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, g, d) = (self.b, self.t, self.group(), self.d);
+        x.reshape((b, t, self.nkv, g, d))?.permute((0, 2, 3, 1, 4))?.contiguous()?.reshape((
+            b,
+            self.nkv,
+            g * t,
+            d,
+        ))
+    }
+
+    /// The inverse of [`Self::stack_queries`].
+    fn unstack_queries(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, g, d) = (self.b, self.t, self.group(), self.d);
+        x.reshape((b, self.nkv, g, t, d))?
+            .permute((0, 3, 1, 2, 4))?
+            .contiguous()?
+            .reshape((b, t, self.nh, d))
+    }
+
+    /// `[b, t, kv, d]` ↔ `[b, kv, t, d]`.
+    fn swap(x: &Tensor) -> Result<Tensor> {
+        x.transpose(1, 2)?.contiguous()
     }
 }
 
 impl AttentionOp {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The scores `s_0..=s_i` of query `(b, i, h)` into `row`, scaled.
-    fn scores(dm: Dims, q: &[f32], k: &[f32], b: usize, i: usize, h: usize, row: &mut [f32]) {
-        let kh = h / (dm.nh / dm.nkv);
-        let qi = &q[dm.at(dm.nh, b, i, h)..][..dm.d];
-        for (j, s) in row.iter_mut().enumerate().take(i + 1) {
-            *s = dot(qi, &k[dm.at(dm.nkv, b, j, kh)..][..dm.d]) * dm.scale();
-        }
     }
 }
 
@@ -87,34 +115,37 @@ impl CustomOp3 for AttentionOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dm = Dims::of(l1.shape(), l2.shape(), l3.shape())?;
-        let q = f32_data(s1, l1, "attention q")?;
-        let k = f32_data(s2, l2, "attention k")?;
-        let v = f32_data(s3, l3, "attention v")?;
-        let mut y = vec![0f32; q.len()];
-        let mut lse = vec![0f32; dm.b * dm.nh * dm.t];
-        let mut row = vec![0f32; dm.t];
-        let group = dm.nh / dm.nkv;
-        for b in 0..dm.b {
-            for h in 0..dm.nh {
-                for i in 0..dm.t {
-                    Self::scores(dm, q, k, b, i, h, &mut row);
-                    let s = &mut row[..=i];
-                    let m = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                    let mut sum = 0f32;
-                    for x in s.iter_mut() {
-                        *x = exp(*x - m);
-                        sum += *x;
-                    }
-                    lse[(b * dm.nh + h) * dm.t + i] = m + sum.ln();
-                    let yi = &mut y[dm.at(dm.nh, b, i, h)..][..dm.d];
-                    for (j, &p) in s.iter().enumerate() {
-                        axpy(p / sum, &v[dm.at(dm.nkv, b, j, h / group)..][..dm.d], yi);
-                    }
-                }
+        let as_tensor = |s, l: &Layout, name| -> Result<Tensor> {
+            tensor(f32_data(s, l, name)?.to_vec(), l.shape().clone())
+        };
+        let q = dm.stack_queries(&as_tensor(s1, l1, "attention q")?)?;
+        let k = Dims::swap(&as_tensor(s2, l2, "attention k")?)?;
+        let v = Dims::swap(&as_tensor(s3, l3, "attention v")?)?;
+        let scores = q.matmul(&k.t()?)?;
+        let mut p = scores.flatten_all()?.to_vec1::<f32>()?;
+        let (t, scale) = (dm.t, dm.scale());
+        for (r, row) in p.chunks_exact_mut(t).enumerate() {
+            let i = r % t;
+            let (live, masked) = row.split_at_mut(i + 1);
+            let mut m = f32::NEG_INFINITY;
+            for s in live.iter_mut() {
+                *s *= scale;
+                m = m.max(*s);
             }
+            let mut sum = 0f32;
+            for s in live.iter_mut() {
+                *s = exp(*s - m);
+                sum += *s;
+            }
+            let inv = 1.0 / sum;
+            live.iter_mut().for_each(|s| *s *= inv);
+            masked.fill(0.0);
         }
-        *self.lse.lock().unwrap_or_else(|e| e.into_inner()) = lse;
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        let p = tensor(p, scores.shape().clone())?;
+        let y = dm.unstack_queries(&p.matmul(&v)?)?;
+        let out = y.flatten_all()?.to_vec1::<f32>()?;
+        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Saved { q, k, v, p });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
     fn bwd(
@@ -126,43 +157,33 @@ impl CustomOp3 for AttentionOp {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dm = Dims::of(q.shape(), k.shape(), v.shape())?;
-        let lse = self.lse.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if lse.len() != dm.b * dm.nh * dm.t {
-            candle_core::bail!("attention backward before its forward");
+        let guard = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = guard.as_ref() else {
+            candle_core::bail!("attention backward before its forward")
+        };
+        let dys = dm.stack_queries(dy)?;
+        // D_i = dy_i · y_i, one per stacked query row.
+        let ys = dm.stack_queries(y)?;
+        let (dyv, yv) = (CpuF32::new(&dys)?, CpuF32::new(&ys)?);
+        let dd: Vec<f32> = dyv
+            .get()
+            .chunks_exact(dm.d)
+            .zip(yv.get().chunks_exact(dm.d))
+            .map(|(a, b)| super::dot(a, b))
+            .collect();
+        let dp = dys.matmul(&s.v.t()?)?;
+        let pv = CpuF32::new(&s.p)?;
+        let dpv = CpuF32::new(&dp)?;
+        let scale = dm.scale();
+        let mut ds = Vec::with_capacity(dp.elem_count());
+        let rows = pv.get().chunks_exact(dm.t).zip(dpv.get().chunks_exact(dm.t));
+        for ((prow, dprow), &di) in rows.zip(&dd) {
+            ds.extend(prow.iter().zip(dprow).map(|(&p, &g)| p * (g - di) * scale));
         }
-        let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
-        let (y, dy) = (y.contiguous()?, dy.contiguous()?);
-        let shapes = (q.shape().clone(), k.shape().clone(), v.shape().clone());
-        let mut dq = vec![0f32; q.elem_count()];
-        let mut dk = vec![0f32; k.elem_count()];
-        let mut dv = vec![0f32; v.elem_count()];
-        let group = dm.nh / dm.nkv;
-        let sc = dm.scale();
-        let mut row = vec![0f32; dm.t];
-        let views = [&q, &k, &v, &y, &dy].map(CpuF32::new);
-        let [q, k, v, y, dy] = views;
-        let (q, k, v, y, dy) = (q?, k?, v?, y?, dy?);
-        let (q, k, v, y, dy) = (q.get(), k.get(), v.get(), y.get(), dy.get());
-        for b in 0..dm.b {
-            for h in 0..dm.nh {
-                let kh = h / group;
-                for i in 0..dm.t {
-                    let qo = dm.at(dm.nh, b, i, h);
-                    let dyi = &dy[qo..][..dm.d];
-                    let di = dot(dyi, &y[qo..][..dm.d]);
-                    let l = lse[(b * dm.nh + h) * dm.t + i];
-                    Self::scores(dm, q, k, b, i, h, &mut row);
-                    for (j, &s) in row.iter().enumerate().take(i + 1) {
-                        let ko = dm.at(dm.nkv, b, j, kh);
-                        let p = exp(s - l);
-                        axpy(p, dyi, &mut dv[ko..][..dm.d]);
-                        let ds = p * (dot(dyi, &v[ko..][..dm.d]) - di) * sc;
-                        axpy(ds, &k[ko..][..dm.d], &mut dq[qo..][..dm.d]);
-                        axpy(ds, &q[qo..][..dm.d], &mut dk[ko..][..dm.d]);
-                    }
-                }
-            }
-        }
-        Ok((Some(tensor(dq, shapes.0)?), Some(tensor(dk, shapes.1)?), Some(tensor(dv, shapes.2)?)))
+        let ds = tensor(ds, dp.shape().clone())?;
+        let dq = dm.unstack_queries(&ds.matmul(&s.k)?)?;
+        let dk = Dims::swap(&ds.t()?.matmul(&s.q)?)?;
+        let dv = Dims::swap(&s.p.t()?.matmul(&dys)?)?;
+        Ok((Some(dq), Some(dk), Some(dv)))
     }
 }

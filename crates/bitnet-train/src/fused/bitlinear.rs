@@ -16,7 +16,7 @@
 //! those of [`crate::layers::quant`], so the forward differs from the composed one only by the
 //! rounding of f32 sums.
 
-use super::{f32_data, tensor};
+use super::tensor;
 use crate::layers::QuantMode;
 use bitnet_core::format::i2s::pack_i2_s;
 use bitnet_core::format::q8k::round_clamp_i8;
@@ -26,7 +26,8 @@ use bitnet_core::quant::{
     absmean, act_i8_scale, hadamard_transform, quantize_b1, quantize_ternary, ScaleGranularity,
     ACT_EPS,
 };
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, TensorId};
+use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
 
 /// The integer kernels on the calling thread: the trainer's workers each run their own share of
@@ -123,60 +124,105 @@ impl PackedWeights {
     }
 }
 
-/// The forward of one call: the step's weights, the activation quantizer and H-BitLinear's
-/// transform. Applied as `x.apply_op2(latent_weight, op)`, so the weight gradient reaches the
-/// latent parameter.
-#[derive(Debug, Clone)]
-pub struct BitLinearOp {
-    pub weights: Arc<PackedWeights>,
-    pub act: ActBits,
-    pub hadamard: bool,
+/// One input's quantized activations: its codes in the kernels' blocks, and the dequantized
+/// `X̃` for the weight gradient, built on first use. Layers that read the same tensor (Q, K and V;
+/// gate and up) share one, so each input is quantized once per forward and `X̃` once per backward.
+#[derive(Debug)]
+pub struct QuantizedInput {
+    id: TensorId,
+    act: ActBits,
+    hadamard: bool,
+    rows: usize,
+    cols: usize,
+    /// `rows × cols / 256` blocks, `d = 1 / s_x`.
+    blocks: Vec<BlockQ8K>,
+    /// `s_x` of each row.
+    scales: Vec<f32>,
+    dequant: OnceLock<Tensor>,
 }
 
-impl BitLinearOp {
-    /// Quantizes the rows of `x` (`rows × cols`): `blocks` get the codes with `d = 1 / s_x`,
-    /// `dequant` (when given) `codes / s_x`.
-    fn quantize(&self, x: &[f32], blocks: Option<&mut [BlockQ8K]>, dequant: Option<&mut [f32]>) {
-        let cols = self.weights.cols;
-        let (lo, hi) = self.act.range();
-        let mut row = vec![0f32; cols];
-        let mut codes = vec![0i8; cols];
-        let mut blocks = blocks.map(|b| b.chunks_exact_mut(cols / QK_K));
-        let mut dequant = dequant.map(|d| d.chunks_exact_mut(cols));
-        for xr in x.chunks_exact(cols) {
-            let src: &[f32] = if self.hadamard {
-                row.copy_from_slice(xr);
-                hadamard_transform(&mut row);
-                &row
-            } else {
-                xr
-            };
-            let s = self.act.scale(src);
-            for (q, &v) in codes.iter_mut().zip(src) {
-                *q = round_clamp_i8(v * s, lo, hi);
-            }
-            if let Some(out) = blocks.as_mut().and_then(|b| b.next()) {
+thread_local! {
+    /// The last input quantized on this thread (each training worker runs its forward and
+    /// backward on its own thread). Tensor ids are never reused, so a hit is the same tensor.
+    static LAST_INPUT: RefCell<Option<Arc<QuantizedInput>>> = const { RefCell::new(None) };
+}
+
+impl QuantizedInput {
+    /// The quantized `x` (`[..., cols]`, contiguous f32 on the CPU), from this thread's last
+    /// input when it is the same tensor quantized the same way.
+    pub fn of(x: &Tensor, act: ActBits, hadamard: bool) -> Result<Arc<Self>> {
+        let hit = LAST_INPUT.with(|c| {
+            c.borrow()
+                .as_ref()
+                .filter(|q| q.id == x.id() && q.act == act && q.hadamard == hadamard)
+                .cloned()
+        });
+        if let Some(q) = hit {
+            return Ok(q);
+        }
+        let q = Arc::new(Self::new(x, act, hadamard)?);
+        LAST_INPUT.with(|c| *c.borrow_mut() = Some(q.clone()));
+        Ok(q)
+    }
+
+    fn new(x: &Tensor, act: ActBits, hadamard: bool) -> Result<Self> {
+        let cols = x.dims().last().copied().unwrap_or(0);
+        if !fits(cols) {
+            candle_core::bail!("bitlinear: input width {cols} is not a multiple of {QK_K}");
+        }
+        let rows = x.elem_count() / cols;
+        let mut blocks = vec![BlockQ8K::with_codes(0.0, [0; QK_K]); rows * (cols / QK_K)];
+        let mut scales = vec![0f32; rows];
+        let (lo, hi) = act.range();
+        super::with_f32(x, |xs| {
+            let mut row = vec![0f32; cols];
+            let mut codes = vec![0i8; cols];
+            let rows_out = blocks.chunks_exact_mut(cols / QK_K).zip(scales.iter_mut());
+            for (xr, (out, scale)) in xs.chunks_exact(cols).zip(rows_out) {
+                let src: &[f32] = if hadamard {
+                    row.copy_from_slice(xr);
+                    hadamard_transform(&mut row);
+                    &row
+                } else {
+                    xr
+                };
+                let s = act.scale(src);
+                for (q, &v) in codes.iter_mut().zip(src) {
+                    *q = round_clamp_i8(v * s, lo, hi);
+                }
                 let d = 1.0 / s;
                 for (b, c) in out.iter_mut().zip(codes.chunks_exact(QK_K)) {
                     *b = BlockQ8K::with_codes(d, c.try_into().expect("256 codes"));
                 }
+                *scale = s;
             }
-            if let Some(out) = dequant.as_mut().and_then(|d| d.next()) {
-                for (o, &q) in out.iter_mut().zip(&codes) {
-                    *o = q as f32 / s;
-                }
-            }
-        }
+        })?;
+        Ok(Self { id: x.id(), act, hadamard, rows, cols, blocks, scales, dequant: OnceLock::new() })
     }
 
-    /// `X̃`: the dequantized activations the forward multiplied, `[rows, in]`.
-    fn dequantized_input(&self, x: &Tensor) -> Result<Tensor> {
-        let cols = self.weights.cols;
-        let rows = x.elem_count() / cols;
-        let mut out = vec![0f32; rows * cols];
-        super::with_f32(x, |xs| self.quantize(xs, None, Some(&mut out)))?;
-        tensor(out, (rows, cols))
+    /// `X̃ = codes / s_x`, `[rows, cols]`: the activations the forward multiplied.
+    fn dequantized(&self) -> Result<Tensor> {
+        if let Some(t) = self.dequant.get() {
+            return Ok(t.clone());
+        }
+        let per_row = self.cols / QK_K;
+        let mut out = Vec::with_capacity(self.rows * self.cols);
+        for (row, &s) in self.blocks.chunks_exact(per_row).zip(&self.scales) {
+            for b in row {
+                out.extend(b.qs.iter().map(|&q| q as f32 / s));
+            }
+        }
+        let t = tensor(out, (self.rows, self.cols))?;
+        Ok(self.dequant.get_or_init(|| t).clone())
     }
+}
+
+/// The forward of one call: the step's weights and the quantized input. Applied as
+/// `x.apply_op2(latent_weight, op)`, so the weight gradient reaches the latent parameter.
+#[derive(Debug, Clone)]
+pub struct BitLinearOp {
+    pub weights: Arc<PackedWeights>,
+    pub input: Arc<QuantizedInput>,
 }
 
 impl CustomOp2 for BitLinearOp {
@@ -186,24 +232,24 @@ impl CustomOp2 for BitLinearOp {
 
     fn cpu_fwd(
         &self,
-        s1: &CpuStorage,
+        _s1: &CpuStorage,
         l1: &Layout,
         _s2: &CpuStorage,
         _l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_data(s1, l1, "bitlinear")?;
         let (out, cols) = (self.weights.rows, self.weights.cols);
         let dims = l1.shape().dims();
-        if dims.last() != Some(&cols) || !fits(cols) {
+        let rows = self.input.rows;
+        if dims.last() != Some(&cols)
+            || self.input.cols != cols
+            || l1.shape().elem_count() != rows * cols
+        {
             candle_core::bail!("bitlinear: input {dims:?} does not match weights [{out}, {cols}]");
         }
-        let rows = x.len() / cols;
-        let mut blocks = vec![BlockQ8K::with_codes(0.0, [0; QK_K]); rows * (cols / QK_K)];
-        self.quantize(x, Some(&mut blocks), None);
         let m = TernaryMatrix::from_i2s_bytes(&self.weights.i2s, out, cols)
             .map_err(candle_core::Error::wrap)?;
         let mut y = vec![0f32; rows * out];
-        matmul().gemm(&m, &blocks, rows, &mut y).map_err(candle_core::Error::wrap)?;
+        matmul().gemm(&m, &self.input.blocks, rows, &mut y).map_err(candle_core::Error::wrap)?;
         let mut shape = dims.to_vec();
         *shape.last_mut().expect("checked above") = out;
         Ok((CpuStorage::F32(y), Shape::from(shape)))
@@ -219,12 +265,12 @@ impl CustomOp2 for BitLinearOp {
         let (out, cols) = (self.weights.rows, self.weights.cols);
         let dy2 = dy.reshape((dy.elem_count() / out, out))?;
         let mut dx = dy2.matmul(self.weights.dequantized())?;
-        if self.hadamard {
+        if self.input.hadamard {
             let mut d = dx.flatten_all()?.to_vec1::<f32>()?;
             d.chunks_exact_mut(cols).for_each(hadamard_transform);
             dx = tensor(d, dx.shape().clone())?;
         }
-        let dw = dy2.t()?.matmul(&self.dequantized_input(x)?)?;
+        let dw = dy2.t()?.matmul(&self.input.dequantized()?)?;
         Ok((Some(dx.reshape(x.shape())?), Some(dw)))
     }
 }

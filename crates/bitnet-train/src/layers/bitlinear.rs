@@ -2,7 +2,7 @@
 //! before activation quantization (H-BitLinear, BitNet v2).
 
 use super::quant::QuantMode;
-use crate::fused::bitlinear::{fits, ActBits, BitLinearOp, PackedWeights};
+use crate::fused::bitlinear::{fits, ActBits, BitLinearOp, PackedWeights, QuantizedInput};
 use crate::fused::OpPath;
 use bitnet_core::quant::{hadamard_block_len, hadamard_transform};
 use candle_core::{Result, Tensor};
@@ -107,8 +107,9 @@ impl BitLinear {
             Some(p) => p,
             None => Arc::new(PackedWeights::new(&self.weight, self.mode)?),
         };
-        let op = BitLinearOp { weights, act, hadamard: self.hadamard.is_some() };
-        x.contiguous()?.apply_op2(&self.weight, op)
+        let x = x.contiguous()?;
+        let input = QuantizedInput::of(&x, act, self.hadamard.is_some())?;
+        x.apply_op2(&self.weight, BitLinearOp { weights, input })
     }
 }
 
