@@ -154,6 +154,17 @@ impl CausalLm {
         Ok(())
     }
 
+    /// [`Self::cache_weight_quant`] with the layers shared out among the threads of `pool`.
+    pub fn cache_weight_quant_on(&self, pool: &bitnet_core::kernels::ThreadPool) -> Result<()> {
+        let layers: Vec<&BitLinear> = self.linears().collect();
+        crate::trainer::par::par_each(
+            pool,
+            &layers,
+            |l| l.weight().elem_count(),
+            |l| Ok(l.cache_weight_quant()?),
+        )
+    }
+
     /// Drops the cached weight quantization: forward passes quantize on the fly again.
     pub fn clear_weight_quant(&self) {
         self.linears().for_each(BitLinear::clear_weight_quant);

@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod memory;
 pub mod metrics;
 pub mod optim;
+pub mod par;
 pub mod plot;
 pub mod sample;
 pub mod schedule;

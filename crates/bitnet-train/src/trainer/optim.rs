@@ -8,6 +8,8 @@ use crate::error::{Result, TrainError};
 use crate::fused::adamw::{AdamWHyper, AdamWOp};
 use crate::fused::OpPath;
 use crate::models::ParamStore;
+use crate::trainer::par::par_each;
+use bitnet_core::kernels::ThreadPool;
 use candle_core::{Tensor, Var};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -65,48 +67,73 @@ impl AdamW {
         wd: f64,
         clip: f64,
     ) -> Result<()> {
+        let pool = ThreadPool::new(1).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        self.step_on(&pool, params, grads, lr, wd, clip)
+    }
+
+    /// [`Self::step`] with the parameters shared out among the threads of `pool` (each
+    /// parameter's update is the same whichever thread runs it).
+    pub fn step_on(
+        &mut self,
+        pool: &ThreadPool,
+        params: &ParamStore,
+        grads: &BTreeMap<String, Tensor>,
+        lr: f64,
+        wd: f64,
+        clip: f64,
+    ) -> Result<()> {
         self.t += 1;
         let bc1 = 1.0 - self.beta1.powi(self.t as i32);
         let bc2 = 1.0 - self.beta2.powi(self.t as i32);
-        for (name, p) in params.iter() {
-            let Some(g) = grads.get(name) else { continue };
-            let decay = wd > 0.0 && p.rank() >= 2;
-            match self.moments.get_mut(name) {
-                Some(Moments::Host { m, v }) => {
-                    let hyper = AdamWHyper {
-                        beta1: self.beta1 as f32,
-                        beta2: self.beta2 as f32,
-                        eps: self.eps as f32,
-                        lr: lr as f32,
-                        decay: if decay { (lr * wd) as f32 } else { 0.0 },
-                        bc1: bc1 as f32,
-                        bc2: bc2 as f32,
-                        clip: clip as f32,
-                    };
-                    let op = AdamWOp { hyper, m: Mutex::new(m), v: Mutex::new(v) };
-                    p.as_tensor().inplace_op2(&g.contiguous()?, &op)?;
-                }
-                Some(Moments::Device { m, v }) => {
-                    let g = if clip != 1.0 { (g * clip)? } else { g.clone() };
-                    let m_new = ((m.as_tensor() * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
-                    let v_new = ((v.as_tensor() * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
-                    let denom = ((&v_new / bc2)?.sqrt()? + self.eps)?;
-                    let update = ((&m_new / bc1)? / denom)?;
-                    let mut new_p = p.as_tensor().clone();
-                    if decay {
-                        new_p = (new_p * (1.0 - lr * wd))?;
-                    }
-                    let new_p = (new_p - (update * lr)?)?;
-                    m.set(&m_new)?;
-                    v.set(&v_new)?;
-                    p.set(&new_p)?;
-                }
-                None => {
-                    return Err(TrainError::Invalid(format!("AdamW has no moments for {name}")))
-                }
+        let (beta1, beta2, eps) = (self.beta1, self.beta2, self.eps);
+        let mut work = Vec::new();
+        for (name, mo) in self.moments.iter_mut() {
+            if let (Some(p), Some(g)) = (params.get(name), grads.get(name)) {
+                work.push((name, p, g, Mutex::new(mo)));
             }
         }
-        Ok(())
+        par_each(
+            pool,
+            &work,
+            |w| w.1.elem_count(),
+            |(_, p, g, mo)| {
+                let mut mo = mo.lock().unwrap_or_else(|e| e.into_inner());
+                let decay = wd > 0.0 && p.rank() >= 2;
+                let (beta1, beta2) = (beta1, beta2);
+                match &mut **mo {
+                    Moments::Host { m, v } => {
+                        let hyper = AdamWHyper {
+                            beta1: beta1 as f32,
+                            beta2: beta2 as f32,
+                            eps: eps as f32,
+                            lr: lr as f32,
+                            decay: if decay { (lr * wd) as f32 } else { 0.0 },
+                            bc1: bc1 as f32,
+                            bc2: bc2 as f32,
+                            clip: clip as f32,
+                        };
+                        let op = AdamWOp { hyper, m: Mutex::new(m), v: Mutex::new(v) };
+                        p.as_tensor().inplace_op2(&g.contiguous()?, &op)?;
+                    }
+                    Moments::Device { m, v } => {
+                        let g = if clip != 1.0 { (*g * clip)? } else { (*g).clone() };
+                        let m_new = ((m.as_tensor() * beta1)? + (&g * (1.0 - beta1))?)?;
+                        let v_new = ((v.as_tensor() * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+                        let denom = ((&v_new / bc2)?.sqrt()? + eps)?;
+                        let update = ((&m_new / bc1)? / denom)?;
+                        let mut new_p = p.as_tensor().clone();
+                        if decay {
+                            new_p = (new_p * (1.0 - lr * wd))?;
+                        }
+                        let new_p = (new_p - (update * lr)?)?;
+                        m.set(&m_new)?;
+                        v.set(&v_new)?;
+                        p.set(&new_p)?;
+                    }
+                }
+                Ok(())
+            },
+        )
     }
 
     /// Moments as named tensors (`m.NAME`, `v.NAME`) for a checkpoint.

@@ -149,7 +149,9 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
         )));
     }
     let start_step = step;
-    model.cache_weight_quant()?;
+    let workers = opts.workers.clamp(1, b);
+    let pool = ThreadPool::new(workers).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    model.cache_weight_quant_on(&pool)?;
     let mut log =
         MetricsLog::open(&opts.out_dir.join("metrics.jsonl"), opts.resume.then_some(step))?;
 
@@ -180,8 +182,6 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
     );
     bar.set_position(step);
 
-    let workers = opts.workers.clamp(1, b);
-    let pool = ThreadPool::new(workers).map_err(|e| TrainError::Invalid(e.to_string()))?;
     let (mut losses, mut bad_run, mut last_val, mut interrupted) =
         (Vec::new(), 0u32, first_val, false);
     let mut window_tokens = 0u64;
@@ -202,14 +202,14 @@ pub fn train(opts: &TrainOptions, data: &TokenData, device: &Device) -> Result<T
             add_grads(&mut grads, gs)?;
         }
         let loss = loss_sum / accum as f64;
-        let norm = grad_norm(&grads)?;
+        let norm = grad_norm(&pool, &grads)?;
         let finite = loss.is_finite() && norm.is_finite();
         if finite {
             bad_run = 0;
             let clip =
                 if opts.clip > 0.0 && norm > opts.clip { opts.clip / (norm + 1e-6) } else { 1.0 };
-            opt.step(&model.params, &grads, lr, wd, clip)?;
-            model.cache_weight_quant()?;
+            opt.step_on(&pool, &model.params, &grads, lr, wd, clip)?;
+            model.cache_weight_quant_on(&pool)?;
         } else {
             skipped += 1;
             bad_run += 1;
@@ -361,15 +361,25 @@ fn micro_step(
 }
 
 /// The global gradient norm `sqrt(Σ g²)`: one pass over each gradient on the CPU, summed in f64.
-fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f64> {
-    let mut sq = 0.0f64;
-    for g in grads.values() {
-        sq += if g.device().is_cpu() {
-            crate::fused::adamw::sum_squares(g)?
-        } else {
-            g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?
-        };
-    }
+/// Each gradient's sum is computed on one thread of `pool`, and the sums are added in name order,
+/// so the norm does not depend on the thread count.
+fn grad_norm(pool: &ThreadPool, grads: &BTreeMap<String, Tensor>) -> Result<f64> {
+    let items: Vec<(&Tensor, Mutex<f64>)> = grads.values().map(|g| (g, Mutex::new(0.0))).collect();
+    super::par::par_each(
+        pool,
+        &items,
+        |(g, _)| g.elem_count(),
+        |(g, out)| {
+            let sq = if g.device().is_cpu() {
+                crate::fused::adamw::sum_squares(g)?
+            } else {
+                g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?
+            };
+            *out.lock().unwrap_or_else(|e| e.into_inner()) = sq;
+            Ok(())
+        },
+    )?;
+    let sq: f64 = items.iter().map(|(_, s)| *s.lock().unwrap_or_else(|e| e.into_inner())).sum();
     Ok(sq.sqrt())
 }
 
