@@ -199,19 +199,44 @@ fn composed_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
 
 #[test]
 fn fused_causal_gqa_attention_equals_the_composed_one() {
+    let rope = Rope::new(32, 200, 10_000.0, &Device::Cpu).unwrap();
     for (b, t, nh, nkv, d) in
         [(1, 1, 2, 1, 8), (2, 3, 4, 2, 16), (1, 129, 4, 1, 32), (1, 5, 3, 3, 8)]
     {
         let q = var(&[b, t, nh, d], 8, 1.5);
         let k = var(&[b, t, nkv, d], 9, 1.5);
         let v = var(&[b, t, nkv, d], 10, 1.0);
-        compare(
-            &[q, k, v],
-            |x| x[0].apply_op3(&x[1], &x[2], AttentionOp::new()).unwrap(),
-            |x| composed_attention(&x[0], &x[1], &x[2]),
-            &format!("attention b={b} t={t} heads={nh}/{nkv} d={d}"),
-        );
+        // The op takes the projections' outputs `[b, t, heads * d]`, with or without RoPE.
+        let flat = |x: &Tensor| x.reshape((b, t, x.dim(2).unwrap() * d)).unwrap();
+        for with_rope in [false, true] {
+            if with_rope && d != 32 {
+                continue;
+            }
+            compare(
+                &[q.clone(), k.clone(), v.clone()],
+                |x| {
+                    let op = AttentionOp::new(nh, nkv, with_rope.then(|| rope.fused_op()));
+                    let y = flat(&x[0]).apply_op3(&flat(&x[1]), &flat(&x[2]), op).unwrap();
+                    y.reshape((b, t, nh, d)).unwrap()
+                },
+                |x| {
+                    let rot = |x: &Tensor| {
+                        let bhtd = x.transpose(1, 2).unwrap().contiguous().unwrap();
+                        rope.apply(&bhtd).unwrap().transpose(1, 2).unwrap().contiguous().unwrap()
+                    };
+                    if with_rope {
+                        composed_attention(&rot(&x[0]), &rot(&x[1]), &x[2])
+                    } else {
+                        composed_attention(&x[0], &x[1], &x[2])
+                    }
+                },
+                &format!("attention b={b} t={t} heads={nh}/{nkv} d={d} rope={with_rope}"),
+            );
+        }
     }
+    let bad = AttentionOp::new(4, 3, None);
+    let x = randn(&[1, 2, 8], 1, 1.0);
+    assert!(x.apply_op3(&x, &x, bad).is_err(), "4 query heads cannot share 3 key/value heads");
 }
 
 #[test]

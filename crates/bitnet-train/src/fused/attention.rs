@@ -1,4 +1,6 @@
-//! Fused causal grouped-query attention on the projections' layout `[batch, seq, heads, dim]`.
+//! Fused causal grouped-query attention, with the rotary embedding of queries and keys, on the
+//! projections' own outputs `[batch, seq, heads · dim]` (no reshape, transpose or rotation node
+//! in the graph; each would cost the backward a zeroed gradient buffer and an add).
 //!
 //! The query heads of one key/value group are stacked as rows (`[b, kv_heads, group · seq,
 //! dim]`), so every product is one batched matrix product of candle (the `gemm` crate) and no key
@@ -14,6 +16,7 @@
 //! Query head `h` reads key/value head `h / (heads / kv_heads)`, as `repeat_kv` lays them out in
 //! the composed twin ([`crate::layers::Attention`]).
 
+use super::rope::RopeOp;
 use super::{f32_data, tensor, CpuF32};
 use bitnet_core::kernels::act::exp;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
@@ -30,8 +33,12 @@ struct Saved {
     p: Tensor,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AttentionOp {
+    n_heads: usize,
+    n_kv_heads: usize,
+    /// Rotates queries and keys first ([`RopeOp`]; its backward rotates their gradients back).
+    rope: Option<RopeOp>,
     saved: Mutex<Option<Saved>>,
 }
 
@@ -45,10 +52,13 @@ struct Dims {
 }
 
 impl Dims {
-    fn of(q: &Shape, k: &Shape, v: &Shape) -> Result<Self> {
-        let (b, t, nh, d) = q.dims4()?;
-        let (kb, kt, nkv, kd) = k.dims4()?;
-        if (kb, kt, kd) != (b, t, d) || k.dims() != v.dims() || nkv == 0 || nh % nkv != 0 {
+    /// `q`: `[b, t, nh · d]`; `k`, `v`: `[b, t, nkv · d]`.
+    fn of(q: &Shape, k: &Shape, v: &Shape, nh: usize, nkv: usize) -> Result<Self> {
+        let (b, t, qw) = q.dims3()?;
+        let (kb, kt, kw) = k.dims3()?;
+        let d = if nh == 0 { 0 } else { qw / nh };
+        let fits = nh > 0 && nkv > 0 && nh % nkv == 0 && d > 0 && qw == nh * d && kw == nkv * d;
+        if !fits || (kb, kt) != (b, t) || k.dims() != v.dims() {
             candle_core::bail!(
                 "attention: q {:?}, k {:?}, v {:?} do not fit together",
                 q.dims(),
@@ -95,8 +105,29 @@ impl Dims {
 }
 
 impl AttentionOp {
-    pub fn new() -> Self {
-        Self::default()
+    /// `n_heads` query heads over `n_kv_heads` key/value heads; `rope` rotates queries and keys
+    /// by position first.
+    pub fn new(n_heads: usize, n_kv_heads: usize, rope: Option<RopeOp>) -> Self {
+        Self { n_heads, n_kv_heads, rope, saved: Mutex::new(None) }
+    }
+
+    fn dims(&self, q: &Shape, k: &Shape, v: &Shape) -> Result<Dims> {
+        Dims::of(q, k, v, self.n_heads, self.n_kv_heads)
+    }
+
+    /// `x` (`[b, t, heads · d]`) rotated by position when the op has a rotation, as a tensor of
+    /// `[b, t, heads, d]`; `inverse` rotates back (the gradient).
+    fn rotated(&self, x: &[f32], dm: Dims, heads: usize, inverse: bool) -> Result<Tensor> {
+        let dims = (dm.b, dm.t, heads, dm.d);
+        let data = match &self.rope {
+            Some(r) => {
+                let mut out = vec![0f32; x.len()];
+                r.run(x, dims, inverse, &mut out);
+                out
+            }
+            None => x.to_vec(),
+        };
+        tensor(data, dims)
     }
 }
 
@@ -114,13 +145,16 @@ impl CustomOp3 for AttentionOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dm = Dims::of(l1.shape(), l2.shape(), l3.shape())?;
-        let as_tensor = |s, l: &Layout, name| -> Result<Tensor> {
-            tensor(f32_data(s, l, name)?.to_vec(), l.shape().clone())
-        };
-        let q = dm.stack_queries(&as_tensor(s1, l1, "attention q")?)?;
-        let k = Dims::swap(&as_tensor(s2, l2, "attention k")?)?;
-        let v = Dims::swap(&as_tensor(s3, l3, "attention v")?)?;
+        let dm = self.dims(l1.shape(), l2.shape(), l3.shape())?;
+        if let Some(r) = &self.rope {
+            if r.tables.head_dim != dm.d || dm.t > r.tables.max_positions() {
+                candle_core::bail!("attention: rotary tables do not fit {:?}", l1.dims());
+            }
+        }
+        let q = self.rotated(f32_data(s1, l1, "attention q")?, dm, dm.nh, false)?;
+        let k = self.rotated(f32_data(s2, l2, "attention k")?, dm, dm.nkv, false)?;
+        let v = tensor(f32_data(s3, l3, "attention v")?.to_vec(), (dm.b, dm.t, dm.nkv, dm.d))?;
+        let (q, k, v) = (dm.stack_queries(&q)?, Dims::swap(&k)?, Dims::swap(&v)?);
         let scores = q.matmul(&k.t()?)?;
         let mut p = scores.flatten_all()?.to_vec1::<f32>()?;
         let (t, scale) = (dm.t, dm.scale());
@@ -156,14 +190,15 @@ impl CustomOp3 for AttentionOp {
         y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dm = Dims::of(q.shape(), k.shape(), v.shape())?;
+        let dm = self.dims(q.shape(), k.shape(), v.shape())?;
         let guard = self.saved.lock().unwrap_or_else(|e| e.into_inner());
         let Some(s) = guard.as_ref() else {
             candle_core::bail!("attention backward before its forward")
         };
-        let dys = dm.stack_queries(dy)?;
+        let heads = (dm.b, dm.t, dm.nh, dm.d);
+        let dys = dm.stack_queries(&dy.reshape(heads)?)?;
         // D_i = dy_i · y_i, one per stacked query row.
-        let ys = dm.stack_queries(y)?;
+        let ys = dm.stack_queries(&y.reshape(heads)?)?;
         let (dyv, yv) = (CpuF32::new(&dys)?, CpuF32::new(&ys)?);
         let dd: Vec<f32> = dyv
             .get()
@@ -183,7 +218,9 @@ impl CustomOp3 for AttentionOp {
         let ds = tensor(ds, dp.shape().clone())?;
         let dq = dm.unstack_queries(&ds.matmul(&s.k)?)?;
         let dk = Dims::swap(&ds.t()?.matmul(&s.q)?)?;
-        let dv = Dims::swap(&s.p.t()?.matmul(&dys)?)?;
-        Ok((Some(dq), Some(dk), Some(dv)))
+        let dv = Dims::swap(&s.p.t()?.matmul(&dys)?)?.reshape(v.shape())?;
+        let dq = super::with_f32(&dq, |g| self.rotated(g, dm, dm.nh, true))??;
+        let dk = super::with_f32(&dk, |g| self.rotated(g, dm, dm.nkv, true))??;
+        Ok((Some(dq.reshape(q.shape())?), Some(dk.reshape(k.shape())?), Some(dv)))
     }
 }

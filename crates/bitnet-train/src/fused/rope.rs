@@ -33,7 +33,13 @@ pub struct RopeOp {
 impl RopeOp {
     /// The forward (`inverse` false) or the gradient (`inverse` true) of the rotation, from `x`
     /// (or `dy`) into `out`.
-    fn run(&self, x: &[f32], dims: (usize, usize, usize, usize), inverse: bool, out: &mut [f32]) {
+    pub(crate) fn run(
+        &self,
+        x: &[f32],
+        dims: (usize, usize, usize, usize),
+        inverse: bool,
+        out: &mut [f32],
+    ) {
         let (_, t, heads, d) = dims;
         let half = d / 2;
         let tb = &self.tables;

@@ -63,14 +63,11 @@ impl Attention {
         self.o_proj.forward(&y)
     }
 
-    /// The fused path: RoPE and attention on the projections' `[b, t, heads, dim]` layout.
+    /// The fused path: RoPE and attention in one op on the projections' outputs.
     fn forward_fused(&self, x: &Tensor, rope: &Rope) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let q = rope.apply_fused(&self.q_proj.forward(x)?.reshape((b, t, nh, hd))?)?;
-        let k = rope.apply_fused(&self.k_proj.forward(x)?.reshape((b, t, nkv, hd))?)?;
-        let v = self.v_proj.forward(x)?.reshape((b, t, nkv, hd))?.contiguous()?;
-        let y = q.apply_op3(&k, &v, AttentionOp::new())?.reshape((b, t, nh * hd))?;
+        let (q, k, v) = (self.q_proj.forward(x)?, self.k_proj.forward(x)?, self.v_proj.forward(x)?);
+        let op = AttentionOp::new(self.n_heads, self.n_kv_heads, Some(rope.fused_op()));
+        let y = q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)?;
         let y = match &self.sub_norm {
             Some(n) => n.forward(&y)?,
             None => y,

@@ -48,7 +48,12 @@ impl Rope {
     /// The fused rotation of `x`: `[batch, seq, heads, head_dim]` (the projection's layout),
     /// positions `0..seq` (CPU only).
     pub fn apply_fused(&self, x: &Tensor) -> Result<Tensor> {
-        x.contiguous()?.apply_op1(RopeOp { tables: self.tables.clone() })
+        x.contiguous()?.apply_op1(self.fused_op())
+    }
+
+    /// The fused rotation as an op (the fused attention applies it to queries and keys).
+    pub fn fused_op(&self) -> RopeOp {
+        RopeOp { tables: self.tables.clone() }
     }
 
     pub fn max_positions(&self) -> usize {
