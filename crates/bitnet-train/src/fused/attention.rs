@@ -57,7 +57,8 @@ impl Dims {
         let (b, t, qw) = q.dims3()?;
         let (kb, kt, kw) = k.dims3()?;
         let d = qw.checked_div(nh).unwrap_or(0);
-        let fits = nh > 0 && nkv > 0 && nh.is_multiple_of(nkv) && d > 0 && qw == nh * d && kw == nkv * d;
+        let fits =
+            nh > 0 && nkv > 0 && nh.is_multiple_of(nkv) && d > 0 && qw == nh * d && kw == nkv * d;
         if !fits || (kb, kt) != (b, t) || k.dims() != v.dims() {
             candle_core::bail!(
                 "attention: q {:?}, k {:?}, v {:?} do not fit together",

@@ -32,8 +32,9 @@ pub fn par_each<T: Sync>(
     let errors: Vec<Mutex<Option<(usize, TrainError)>>> =
         (0..n).map(|_| Mutex::new(None)).collect();
     pool.run(&|t| {
-        for i in starts[t]..starts[t + 1].max(starts[t]) {
-            if let Err(e) = f(&items[i]) {
+        let (a, b) = (starts[t], starts[t + 1].max(starts[t]));
+        for (i, item) in items.iter().enumerate().take(b).skip(a) {
+            if let Err(e) = f(item) {
                 *errors[t].lock().unwrap_or_else(|e| e.into_inner()) = Some((i, e));
                 return;
             }
