@@ -8,8 +8,9 @@
 //!
 //! - [`bitlinear`]: int8 (or int4) activations times packed ternary weights through
 //!   `bitnet-core`'s integer GEMM tiles, straight-through backward on f32 GEMMs.
-//! - [`norm`], [`rope`], [`attention`], [`glu`], [`embedding`], [`cross_entropy`]: the rest of the
-//!   decoder block and the loss.
+//! - [`attention`] (with RoPE), [`norm`], [`glu`], [`embedding`], [`cross_entropy`]: the rest of
+//!   the decoder block and the loss; [`rope`] alone.
+//! - [`adamw`]: the optimizer's in-place update and the gradient norm's sums.
 
 pub mod adamw;
 pub mod attention;
