@@ -351,13 +351,46 @@ fn micro_step(
             })
             .collect()
     };
-    let (mut loss, mut grads) = (0.0, BTreeMap::<String, Tensor>::new());
-    for part in parts {
-        let (l, gs) = part?;
-        loss += l;
-        add_grads(&mut grads, gs)?;
+    let parts = parts.into_iter().collect::<Result<Vec<WorkerPart>>>()?;
+    let loss = parts.iter().map(|p| p.0).sum();
+    Ok((loss, sum_worker_grads(pool, parts)?))
+}
+
+/// The workers' gradients summed parameter by parameter, in worker order (as [`add_grads`]
+/// would), the parameters shared out among the threads of `pool`.
+fn sum_worker_grads(
+    pool: &ThreadPool,
+    mut parts: Vec<WorkerPart>,
+) -> Result<BTreeMap<String, Tensor>> {
+    if parts.len() <= 1 {
+        return Ok(parts.pop().map(|p| p.1).unwrap_or_default());
     }
-    Ok((loss, grads))
+    let mut names: Vec<String> = parts.iter().flat_map(|p| p.1.keys().cloned()).collect();
+    names.sort();
+    names.dedup();
+    let sums: Vec<(String, Mutex<Option<Tensor>>)> =
+        names.into_iter().map(|n| (n, Mutex::new(None))).collect();
+    let size = |n: &str| parts.iter().find_map(|p| p.1.get(n)).map_or(0, |g| g.elem_count());
+    super::par::par_each(
+        pool,
+        &sums,
+        |(n, _)| size(n),
+        |(name, out)| {
+            let mut acc: Option<Tensor> = None;
+            for g in parts.iter().filter_map(|p| p.1.get(name)) {
+                acc = Some(match acc {
+                    Some(a) => (a + g)?,
+                    None => g.clone(),
+                });
+            }
+            *out.lock().unwrap_or_else(|e| e.into_inner()) = acc;
+            Ok(())
+        },
+    )?;
+    Ok(sums
+        .into_iter()
+        .filter_map(|(n, s)| s.into_inner().unwrap_or_else(|e| e.into_inner()).map(|t| (n, t)))
+        .collect())
 }
 
 /// The global gradient norm `sqrt(Σ g²)`: one pass over each gradient on the CPU, summed in f64.
