@@ -19,6 +19,7 @@
 use super::rope::RopeOp;
 use super::{f32_data, tensor, CpuF32};
 use bitnet_core::kernels::act::exp;
+use bitnet_core::kernels::quant::dot_f32;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use std::sync::Mutex;
 
@@ -205,7 +206,7 @@ impl CustomOp3 for AttentionOp {
             .get()
             .chunks_exact(dm.d)
             .zip(yv.get().chunks_exact(dm.d))
-            .map(|(a, b)| super::dot(a, b))
+            .map(|(a, b)| dot_f32(a, b))
             .collect();
         let dp = dys.matmul(&s.v.t()?)?;
         let pv = CpuF32::new(&s.p)?;

@@ -119,20 +119,6 @@ pub(crate) fn rows_cols(shape: &Shape) -> (usize, usize) {
     (shape.elem_count() / last.max(1), last)
 }
 
-/// `dot(a, b)` with eight partial sums, so it vectorizes.
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// `y += a * x`.
 #[inline]
 pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {

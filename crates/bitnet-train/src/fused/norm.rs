@@ -6,6 +6,7 @@
 //! ```
 
 use super::{f32_data, rows_cols, tensor, with_f32};
+use bitnet_core::kernels::quant::dot_f32;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 #[derive(Debug, Clone, Copy)]
@@ -15,7 +16,7 @@ pub struct RmsNormOp {
 
 impl RmsNormOp {
     fn inv_rms(&self, x: &[f32]) -> f32 {
-        let ms = super::dot(x, x) / x.len() as f32;
+        let ms = dot_f32(x, x) / x.len() as f32;
         1.0 / (ms + self.eps).sqrt()
     }
 }
