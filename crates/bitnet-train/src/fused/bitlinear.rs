@@ -150,7 +150,12 @@ thread_local! {
 impl QuantizedInput {
     /// The quantized `x` (`[..., cols]`, contiguous f32 on the CPU), from this thread's last
     /// input when it is the same tensor quantized the same way.
+    /// A variable (a parameter the optimizer updates in place, or a test's input) is quantized
+    /// afresh every time: its id stays while its values change.
     pub fn of(x: &Tensor, act: ActBits, hadamard: bool) -> Result<Arc<Self>> {
+        if x.is_variable() {
+            return Ok(Arc::new(Self::new(x, act, hadamard)?));
+        }
         let hit = LAST_INPUT.with(|c| {
             c.borrow()
                 .as_ref()
