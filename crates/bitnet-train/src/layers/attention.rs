@@ -38,8 +38,9 @@ impl Attention {
         }
     }
 
-    /// `x`: `[batch, seq, hidden]`; `mask`: from [`causal_mask`] (the composed path's only).
-    pub fn forward(&self, x: &Tensor, rope: &Rope, mask: &Tensor) -> Result<Tensor> {
+    /// `x`: `[batch, seq, hidden]`; `mask`: from [`causal_mask`], shared by the layers of one
+    /// forward (the composed path builds its own when none is given; the fused one needs none).
+    pub fn forward(&self, x: &Tensor, rope: &Rope, mask: Option<&Tensor>) -> Result<Tensor> {
         if self.path.fused_on(x.device()) {
             return self.forward_fused(x, rope);
         }
@@ -53,7 +54,11 @@ impl Attention {
         let v = split(self.v_proj.forward(x)?, nkv)?;
         let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
 
-        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
+        let mask = match mask {
+            Some(m) => m.clone(),
+            None => causal_mask(t, x.device())?,
+        };
+        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(&mask)?;
         let probs = softmax_last_dim(&scores)?;
         let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
         let y = match &self.sub_norm {

@@ -130,10 +130,6 @@ impl CausalLm {
         self.norm.set_path(path);
     }
 
-    pub fn path(&self) -> OpPath {
-        self.path
-    }
-
     fn fused(&self) -> bool {
         self.path.fused_on(&self.device)
     }
@@ -189,13 +185,10 @@ impl CausalLm {
         } else {
             self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, h))?
         };
-        let mask = if self.fused() {
-            Tensor::zeros((), x.dtype(), &self.device)?
-        } else {
-            causal_mask(t, &self.device)?
-        };
+        let mask = if self.fused() { None } else { Some(causal_mask(t, &self.device)?) };
         for blk in &self.blocks {
-            let a = blk.attn.forward(&blk.input_layernorm.forward(&x)?, &self.rope, &mask)?;
+            let a =
+                blk.attn.forward(&blk.input_layernorm.forward(&x)?, &self.rope, mask.as_ref())?;
             x = (x + a)?;
             let m = blk.mlp.forward(&blk.post_attention_layernorm.forward(&x)?)?;
             x = (x + m)?;
