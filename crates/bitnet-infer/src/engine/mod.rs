@@ -18,6 +18,9 @@ use bitnet_core::kernels::{Kernels, Matmul, QuantActs, ThreadPool};
 use half::f16;
 use std::sync::Mutex;
 
+mod batch;
+pub use batch::{BatchScratch, SeqStep};
+
 /// Tokens processed together in one prefill step.
 pub const MAX_BATCH: usize = 256;
 
@@ -249,12 +252,29 @@ fn store_keys<E: KvElem>(
     }
 }
 
-/// A sequence's whole KV cache, its length and the batch's first position.
-struct Kv<'a, E> {
+/// A sequence's whole KV cache, borrowed for one forward.
+enum KvMut<'a> {
+    F32 { k: &'a mut [f32], v: &'a mut [f32] },
+    F16 { k: &'a mut [f16], v: &'a mut [f16] },
+}
+
+impl KvCache {
+    fn borrow(&mut self) -> KvMut<'_> {
+        match self {
+            KvCache::F32 { k, v } => KvMut::F32 { k, v },
+            KvCache::F16 { k, v } => KvMut::F16 { k, v },
+        }
+    }
+}
+
+/// One sequence's part of a forward: its cache, context, first position and tokens, and whether
+/// its last token's logits are wanted.
+struct Seg<'a> {
+    kv: KvMut<'a>,
     ctx: usize,
     pos0: usize,
-    k: &'a mut [E],
-    v: &'a mut [E],
+    tokens: &'a [u32],
+    logits: bool,
 }
 
 /// One layer's new keys and caches, for [`Engine::attention`].
@@ -446,9 +466,8 @@ impl Engine {
         Ok(())
     }
 
-    /// The (cos, sin) of every RoPE angle of tokens at `pos0..pos0 + n`.
+    /// Appends the (cos, sin) of every RoPE angle of tokens at `pos0..pos0 + n` to `table`.
     fn rope_table(&self, pos0: usize, n: usize, table: &mut Vec<(f32, f32)>) {
-        table.clear();
         for t in 0..n {
             let p = (pos0 + t) as f32;
             table.extend(self.inv_freq.iter().map(|&f| {
@@ -489,14 +508,14 @@ impl Engine {
         q: &[f32],
         kv: LayerKv<'_, E>,
         pos: std::ops::Range<usize>,
-        o: &mut Vec<f32>,
+        o: &mut [f32],
         scratch: &mut Vec<f32>,
     ) -> Result<()> {
         let (pos0, n) = (pos.start, pos.len());
         let c = self.config();
         let (d, nh, nkv, kvd) = (c.head_dim, c.n_heads, c.n_kv_heads, c.kv_dim());
         let group = nh / nkv;
-        o.resize(n * nh * d, 0.0);
+        debug_assert_eq!(o.len(), n * nh * d);
         let out = SharedMut::new(o.as_mut_ptr());
         let scale = 1.0 / (d as f32).sqrt();
         let n_threads = self.matmul.n_threads();
@@ -610,29 +629,44 @@ impl Engine {
     /// only when the whole batch succeeded.
     fn forward_batch(&self, st: &mut State, tokens: &[u32], want: Option<Logits>) -> Result<()> {
         let State { ctx, pos, kv, s } = st;
-        let (ctx, pos0) = (*ctx, *pos);
-        match kv {
-            KvCache::F32 { k, v } => self.run_batch(Kv { ctx, pos0, k, v }, s, tokens, want)?,
-            KvCache::F16 { k, v } => self.run_batch(Kv { ctx, pos0, k, v }, s, tokens, want)?,
-        }
+        let seg = Seg { kv: kv.borrow(), ctx: *ctx, pos0: *pos, tokens, logits: want.is_some() };
+        self.run_segments(&mut [seg], s, want == Some(Logits::All))?;
         *pos += tokens.len();
         Ok(())
     }
 
-    /// [`Engine::forward_batch`] on a cache of elements `E`.
-    fn run_batch<E: KvElem>(
+    /// One layer's attention for one sequence: its new values are stored, then its queries
+    /// attend over its cache (storing its new keys on the way).
+    #[allow(clippy::too_many_arguments)]
+    fn seg_attention<E: KvElem>(
         &self,
-        kv: Kv<'_, E>,
-        s: &mut Scratch,
-        tokens: &[u32],
-        want: Option<Logits>,
+        layer: usize,
+        (k_cache, v_cache): (&mut [E], &mut [E]),
+        (ctx, pos0): (usize, usize),
+        (q, k, v): (&[f32], &[f32], &[f32]),
+        o: &mut [f32],
+        scratch: &mut Vec<f32>,
     ) -> Result<()> {
+        let c = self.config();
+        let (l, kvd, n) = (layer, c.kv_dim(), k.len() / c.kv_dim());
+        let k_head = key_cache_len(c.head_dim, ctx);
+        let k_layer = l * c.n_kv_heads * k_head..(l + 1) * c.n_kv_heads * k_head;
+        let vl = l * ctx * kvd..(l + 1) * ctx * kvd;
+        store_values(&mut v_cache[vl.clone()], ctx, v, c.head_dim, pos0);
+        let kv = LayerKv { new_k: k, kt: &mut k_cache[k_layer], vc: &v_cache[vl] };
+        self.attention(q, kv, pos0..pos0 + n, o, scratch)
+    }
+
+    /// The forward of every segment's tokens together: the linear layers, norms and activations
+    /// run over all of them at once, attention runs per segment over its own cache. Logits: every
+    /// token's when `all`, else the last token's of each segment that wants them, in order.
+    /// Each token's result depends on its own sequence only, never on the other segments.
+    fn run_segments(&self, segs: &mut [Seg<'_>], s: &mut Scratch, all: bool) -> Result<()> {
         let c = self.config();
         let w = &self.model.weights;
         let pool = self.matmul.pool();
-        let n = tokens.len();
-        let (h, kvd, eps) = (c.hidden, c.kv_dim(), c.norm_eps);
-        let Kv { ctx, pos0, k: k_cache, v: v_cache } = kv;
+        let n: usize = segs.iter().map(|g| g.tokens.len()).sum();
+        let (h, kvd, qd, eps) = (c.hidden, c.kv_dim(), c.n_heads * c.head_dim, c.norm_eps);
         let MatrixRef::Quant(emb) = w.embed.matrix()? else {
             return Err(InferError::UnsupportedTensorType {
                 name: w.embed.name.clone(),
@@ -640,23 +674,38 @@ impl Engine {
             });
         };
         s.x.resize(n * h, 0.0);
-        for (t, &tok) in tokens.iter().enumerate() {
-            emb.row_f32(tok as usize, &mut s.x[t * h..(t + 1) * h])
-                .map_err(InferError::core("embedding lookup"))?;
+        let tokens = segs.iter().flat_map(|g| g.tokens.iter());
+        for (xr, &tok) in s.x.chunks_exact_mut(h).zip(tokens) {
+            emb.row_f32(tok as usize, xr).map_err(InferError::core("embedding lookup"))?;
         }
-        self.rope_table(pos0, n, &mut s.rope);
+        s.rope.clear();
+        for g in segs.iter() {
+            self.rope_table(g.pos0, g.tokens.len(), &mut s.rope);
+        }
         for (l, lw) in w.layers.iter().enumerate() {
             rms_norm_into(pool, &s.x, &lw.attn_norm, eps, &mut s.h)?;
             let qkv = [&lw.wq, &lw.wk, &lw.wv];
             self.linear_group(qkv, &s.h, n, &mut s.acts, [&mut s.q, &mut s.k, &mut s.v])?;
             self.rope(&mut s.q, c.n_heads, &s.rope);
             self.rope(&mut s.k, c.n_kv_heads, &s.rope);
-            let k_head = key_cache_len(c.head_dim, ctx);
-            let k_layer = l * c.n_kv_heads * k_head..(l + 1) * c.n_kv_heads * k_head;
-            let layer = l * ctx * kvd..(l + 1) * ctx * kvd;
-            store_values(&mut v_cache[layer.clone()], ctx, &s.v, c.head_dim, pos0);
-            let kv = LayerKv { new_k: &s.k, kt: &mut k_cache[k_layer], vc: &v_cache[layer] };
-            self.attention(&s.q, kv, pos0..pos0 + n, &mut s.o, &mut s.attn)?;
+            s.o.resize(n * qd, 0.0);
+            let mut t0 = 0;
+            for g in segs.iter_mut() {
+                let t1 = t0 + g.tokens.len();
+                let qkv =
+                    (&s.q[t0 * qd..t1 * qd], &s.k[t0 * kvd..t1 * kvd], &s.v[t0 * kvd..t1 * kvd]);
+                let o = &mut s.o[t0 * qd..t1 * qd];
+                let at = (g.ctx, g.pos0);
+                match &mut g.kv {
+                    KvMut::F32 { k, v } => {
+                        self.seg_attention(l, (k, v), at, qkv, o, &mut s.attn)?
+                    }
+                    KvMut::F16 { k, v } => {
+                        self.seg_attention(l, (k, v), at, qkv, o, &mut s.attn)?
+                    }
+                }
+                t0 = t1;
+            }
             if let Some(sn) = &lw.attn_sub_norm {
                 rms_norm(pool, &mut s.o, sn, eps)?;
             }
@@ -673,13 +722,24 @@ impl Engine {
             self.linear(&lw.w_down, &s.gate, n, &mut s.acts, &mut s.proj)?;
             add_rows(pool, &mut s.x, &s.proj, h)?;
         }
-        if let Some(want) = want {
-            let first = match want {
-                Logits::Last => n - 1,
-                Logits::All => 0,
-            };
-            rms_norm_into(pool, &s.x[first * h..], &w.final_norm, eps, &mut s.h)?;
-            self.linear(w.head(), &s.h, n - first, &mut s.acts, &mut s.logits)?;
+        // The rows whose logits are wanted, gathered, then normed and through the head.
+        s.h.clear();
+        if all {
+            s.h.extend_from_slice(&s.x);
+        } else {
+            let mut t1 = 0;
+            for g in segs.iter() {
+                t1 += g.tokens.len();
+                if g.logits {
+                    s.h.extend_from_slice(&s.x[(t1 - 1) * h..t1 * h]);
+                }
+            }
+        }
+        if s.h.is_empty() {
+            s.logits.clear();
+        } else {
+            rms_norm(pool, &mut s.h, &w.final_norm, eps)?;
+            self.linear(w.head(), &s.h, s.h.len() / h, &mut s.acts, &mut s.logits)?;
         }
         Ok(())
     }
