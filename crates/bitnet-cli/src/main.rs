@@ -26,6 +26,8 @@ enum Command {
     Generate(Box<commands::generate::Args>),
     /// Chat with a model interactively, with its chat template.
     Chat(Box<commands::chat::Args>),
+    /// An OpenAI-compatible HTTP server with continuous batching.
+    Serve(Box<commands::serve::Args>),
     /// Perplexity of a text file (llama.cpp's method).
     Ppl(commands::ppl::Args),
     /// Convert a BitNet model: HF/GGUF to GGUF (tq2_0, tq1_0, i2_s) or to HF packed.
@@ -46,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Generate(args) => commands::generate::run(*args),
         Command::Chat(args) => commands::chat::run(*args),
+        Command::Serve(args) => commands::serve::run(*args),
         Command::Ppl(args) => commands::ppl::run(args),
         Command::Convert(args) => commands::convert::run(args),
         Command::RandomModel(args) => commands::random_model::run(args),

@@ -1,6 +1,8 @@
-//! Chat templates: BitNet b1.58 2B4T's (LLaMA-3 vocabulary, `Role: text<|eot_id|>` turns) and
-//! ChatML (SmolLM2, Qwen, ...). The template is chosen from the GGUF `tokenizer.chat_template`
-//! or, failing that, from the special tokens the vocabulary has.
+//! Chat templates and conversations. [`PromptTemplate`] turns messages into a prompt; the
+//! built-in ones are BitNet b1.58 2B4T's (LLaMA-3 vocabulary, `Role: text<|eot_id|>` turns) and
+//! ChatML (SmolLM2, Qwen, ...), chosen from a model's Jinja template or, failing that, from the
+//! special tokens its vocabulary has. The model's own Jinja template is rendered by
+//! `bitnet-server`'s `template` module.
 
 use crate::engine::{Engine, State};
 use crate::error::{InferError, Result};
@@ -27,6 +29,32 @@ impl Message {
     pub fn new(role: &str, content: &str) -> Self {
         Self { role: role.into(), content: content.into() }
     }
+}
+
+/// Renders a conversation as the prompt text, ending where the assistant's reply begins.
+pub trait PromptTemplate: std::fmt::Debug + Send + Sync {
+    fn render_prompt(&self, messages: &[Message]) -> Result<String>;
+    /// What to call the template in messages.
+    fn name(&self) -> &'static str;
+}
+
+impl PromptTemplate for ChatTemplate {
+    fn render_prompt(&self, messages: &[Message]) -> Result<String> {
+        Ok(self.render(messages))
+    }
+    fn name(&self) -> &'static str {
+        match self {
+            ChatTemplate::BitNet => "built-in bitnet",
+            ChatTemplate::ChatMl => "built-in chatml",
+        }
+    }
+}
+
+/// The tokens of a rendered chat prompt: BOS goes in front when the tokenizer adds one and the
+/// text does not already begin with it (a model's template may write it itself).
+pub fn encode_chat_prompt(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
+    let has_bos = tok.bos.and_then(|b| tok.id_to_token(b)).is_some_and(|b| text.starts_with(&b));
+    tok.encode(text, tok.add_bos && !has_bos)
 }
 
 impl ChatTemplate {
@@ -86,7 +114,7 @@ impl ChatTemplate {
 pub struct ChatSession<'e> {
     engine: &'e Engine,
     tok: &'e Tokenizer,
-    template: ChatTemplate,
+    template: &'e dyn PromptTemplate,
     pub messages: Vec<Message>,
     state: State,
     /// The tokens the cache holds, in order.
@@ -100,7 +128,7 @@ impl<'e> ChatSession<'e> {
     pub fn new(
         engine: &'e Engine,
         tok: &'e Tokenizer,
-        template: ChatTemplate,
+        template: &'e dyn PromptTemplate,
         ctx: usize,
         system: Option<&str>,
     ) -> Result<Self> {
@@ -133,8 +161,17 @@ impl<'e> ChatSession<'e> {
             return Err(InferError::EmptyPrompt);
         }
         self.messages.push(Message::new("user", user));
-        let text = self.template.render(&self.messages);
-        let full = self.tok.encode(&text, self.tok.add_bos)?;
+        let full = match self.template.render_prompt(&self.messages) {
+            Ok(text) => encode_chat_prompt(self.tok, &text),
+            Err(e) => Err(e),
+        };
+        let full = match full {
+            Ok(f) => f,
+            Err(e) => {
+                self.messages.pop();
+                return Err(e);
+            }
+        };
         if full.len() + opts.max_tokens > self.state.ctx() {
             self.messages.pop();
             return Err(InferError::ContextFull {

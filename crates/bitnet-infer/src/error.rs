@@ -56,6 +56,9 @@ pub enum InferError {
     #[error("tokenizer: {0}")]
     Tokenizer(String),
 
+    #[error("chat template: {0}")]
+    Template(String),
+
     #[error("sampling: {0}")]
     Sampling(String),
 

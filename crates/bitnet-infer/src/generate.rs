@@ -65,6 +65,11 @@ impl TextStream {
         self.emitted = text.len();
         Ok(new)
     }
+
+    /// Bytes of text handed out so far.
+    pub fn emitted(&self) -> usize {
+        self.emitted
+    }
 }
 
 /// Generates after `prompt` (which the state must not already hold). `on_text` receives each
@@ -148,12 +153,12 @@ pub fn generate(
 }
 
 /// The byte offset of the earliest stop string in `text`.
-fn first_stop(text: &str, stops: &[String]) -> Option<usize> {
+pub fn first_stop(text: &str, stops: &[String]) -> Option<usize> {
     stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
 }
 
 /// Bytes at the end of `text` that could begin a stop string.
-fn held_back(text: &str, stops: &[String]) -> usize {
+pub fn held_back(text: &str, stops: &[String]) -> usize {
     stops
         .iter()
         .flat_map(|s| (1..s.len()).filter(|&k| s.is_char_boundary(k) && text.ends_with(&s[..k])))

@@ -73,6 +73,31 @@ pub fn apply_repetition_penalty(logits: &mut [f32], recent: &[u32], penalty: f32
     }
 }
 
+/// OpenAI's presence and frequency penalties over `tokens` (what was generated):
+/// `logit -= count * frequency + (count > 0) * presence` for every token that occurs.
+pub fn apply_presence_frequency(logits: &mut [f32], tokens: &[u32], presence: f32, frequency: f32) {
+    if presence == 0.0 && frequency == 0.0 {
+        return;
+    }
+    let mut counts = std::collections::HashMap::new();
+    for &t in tokens {
+        *counts.entry(t).or_insert(0u32) += 1;
+    }
+    for (t, n) in counts {
+        if let Some(l) = logits.get_mut(t as usize) {
+            *l -= n as f32 * frequency + presence;
+        }
+    }
+}
+
+/// `ln softmax(logits)` of every entry, in f64 sums.
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&v| ((v - m) as f64).exp()).sum();
+    let ln = sum.ln() as f32 + m;
+    logits.iter().map(|&v| v - ln).collect()
+}
+
 /// The index of the largest logit (the lowest index among equals).
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0;
@@ -216,6 +241,20 @@ mod tests {
         let m = SamplerConfig { min_p: 0.2, ..base };
         // 0.24 >= 0.2 * 0.64 stays, 0.09 does not.
         assert_eq!(sample(&l, &m, &[], 0.99), 1);
+    }
+
+    #[test]
+    fn presence_and_frequency_follow_openais_formula() {
+        let mut l = [1.0, 1.0, 1.0];
+        // Token 0 twice, token 2 once: 1 - 2 * 0.5 - 0.25 and 1 - 0.5 - 0.25.
+        apply_presence_frequency(&mut l, &[0, 2, 0, 7], 0.25, 0.5);
+        assert_eq!(l, [-0.25, 1.0, 0.25]);
+    }
+
+    #[test]
+    fn log_softmax_of_equal_logits_is_minus_ln_n() {
+        let lp = log_softmax(&[3.0; 4]);
+        assert!(lp.iter().all(|&v| (v + 4f32.ln()).abs() < 1e-6), "{lp:?}");
     }
 
     #[test]

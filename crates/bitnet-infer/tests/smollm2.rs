@@ -85,7 +85,7 @@ fn chat_turns_reuse_the_cache_and_match_a_fresh_run() {
         stop_strings: vec![],
         record_top: 0,
     };
-    let mut chat = ChatSession::new(&engine, &tok, ChatTemplate::ChatMl, 512, None).unwrap();
+    let mut chat = ChatSession::new(&engine, &tok, &ChatTemplate::ChatMl, 512, None).unwrap();
     let first = chat.turn("What is the capital of France?", &opts, |_| true).unwrap();
     assert!(first.text.contains("Paris"), "{:?}", first.text);
     let second = chat.turn("And of Germany?", &opts, |_| true).unwrap();

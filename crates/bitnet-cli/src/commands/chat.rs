@@ -3,8 +3,8 @@
 
 use super::generate::SamplingArgs;
 use super::model_args::ModelArgs;
-use anyhow::{bail, Context, Result};
-use bitnet_infer::chat::{ChatSession, ChatTemplate};
+use anyhow::Result;
+use bitnet_infer::chat::ChatSession;
 use bitnet_infer::generate::GenerateOptions;
 use std::io::{BufRead, Write};
 
@@ -15,7 +15,8 @@ pub struct Args {
     /// A system message.
     #[arg(long)]
     pub system: Option<String>,
-    /// chatml or bitnet (default: from the model's template or vocabulary).
+    /// jinja (the model's own), chatml or bitnet (default: the model's own, else the built-in
+    /// one its vocabulary suggests).
     #[arg(long)]
     pub template: Option<String>,
     /// Most tokens per reply.
@@ -31,24 +32,14 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let sampler = a.sampling.config()?;
     let (engine, tok) = a.model.load_with_tokenizer()?;
-    let template = match &a.template {
-        Some(name) => ChatTemplate::from_name(name)
-            .with_context(|| format!("--template {name:?}: expected chatml or bitnet"))?,
-        None => {
-            let jinja = engine
-                .model
-                .gguf
-                .as_ref()
-                .and_then(|g| g.header.get("tokenizer.chat_template"))
-                .and_then(|v| v.as_str());
-            match ChatTemplate::detect(jinja, &tok) {
-                Some(t) => t,
-                None => bail!("the model has no chat template: pass --template chatml|bitnet"),
-            }
-        }
-    };
+    let template = bitnet_server::template::chat_template(
+        &engine,
+        &tok,
+        &a.model.model,
+        a.template.as_deref(),
+    )?;
     let ctx = a.ctx.min(engine.config().max_ctx.max(1));
-    let mut chat = ChatSession::new(&engine, &tok, template, ctx, a.system.as_deref())?;
+    let mut chat = ChatSession::new(&engine, &tok, &*template, ctx, a.system.as_deref())?;
     let opts = GenerateOptions {
         max_tokens: a.max_tokens,
         sampler,
@@ -56,7 +47,11 @@ pub fn run(a: Args) -> Result<()> {
         stop_strings: Vec::new(),
         record_top: 0,
     };
-    eprintln!("chatting with {} ({template:?} template); /reset, /exit", a.model.model.display());
+    eprintln!(
+        "chatting with {} ({} template); /reset, /exit",
+        a.model.model.display(),
+        template.name()
+    );
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     loop {

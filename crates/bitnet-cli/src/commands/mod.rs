@@ -7,6 +7,7 @@ pub mod generate;
 pub mod model_args;
 pub mod ppl;
 pub mod random_model;
+pub mod serve;
 pub mod tokenizer;
 pub mod train;
 
