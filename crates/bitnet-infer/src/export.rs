@@ -153,10 +153,25 @@ pub fn write_random_model(
     embed_ty: GgmlType,
     seed: u64,
 ) -> Result<()> {
+    write_random_model_with(path, c, ty, embed_ty, seed, &[])
+}
+
+/// As [`write_random_model`], with `extra` metadata (a vocabulary's `tokenizer.*` keys, say).
+pub fn write_random_model_with(
+    path: &Path,
+    c: &Config,
+    ty: GgmlType,
+    embed_ty: GgmlType,
+    seed: u64,
+    extra: &[(String, Value)],
+) -> Result<()> {
     c.validate()?;
     let fmt = ternary_format(ty)?;
     let mut w = GgufWriter::new();
     set_arch_metadata(&mut w, c, "random ternary model")?;
+    for (k, v) in extra {
+        w.set(k, v.clone());
+    }
     let list = tensor_list(c);
     for (name, rows, cols, linear) in &list {
         let (dims, tty) = match (*rows, *linear) {

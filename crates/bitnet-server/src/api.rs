@@ -49,6 +49,9 @@ pub struct Common {
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
+    /// llama-server's: generate through end-of-sequence tokens (for benchmarks).
+    #[serde(default)]
+    pub ignore_eos: bool,
 }
 
 /// A chat message's content: a string, or a list of parts of which only text is supported.
@@ -139,6 +142,8 @@ pub struct GenParams {
     pub stop_strings: Vec<String>,
     /// Log-probabilities of each chosen token plus this many alternatives, when asked.
     pub logprobs: Option<usize>,
+    /// End-of-sequence tokens do not end the generation.
+    pub ignore_eos: bool,
 }
 
 fn bad(msg: String) -> ApiError {
@@ -238,6 +243,7 @@ impl Common {
             logit_bias,
             stop_strings,
             logprobs,
+            ignore_eos: self.ignore_eos,
         })
     }
 

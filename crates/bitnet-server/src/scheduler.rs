@@ -328,10 +328,21 @@ impl Scheduler {
         for &(id, b) in &p.logit_bias {
             l[id as usize] += b;
         }
+        if p.ignore_eos {
+            // As llama-server does: end-of-generation tokens cannot be sampled.
+            for &id in &self.tok.stop_ids {
+                if let Some(v) = l.get_mut(id as usize) {
+                    *v = f32::NEG_INFINITY;
+                }
+            }
+        }
         apply_presence_frequency(&mut l, &a.generated, p.presence_penalty, p.frequency_penalty);
-        let mut history = a.job.prompt.clone();
-        history.extend_from_slice(&a.generated);
-        let token = sample(&l, &p.sampler, &history, a.rng.next_f32());
+        // The repeat penalty's window: the last `repeat_last_n` tokens of prompt and reply.
+        let window = p.sampler.repeat_last_n.min(a.job.prompt.len() + a.generated.len());
+        let from_reply = window.min(a.generated.len());
+        let mut recent = a.job.prompt[a.job.prompt.len() - (window - from_reply)..].to_vec();
+        recent.extend_from_slice(&a.generated[a.generated.len() - from_reply..]);
+        let token = sample(&l, &p.sampler, &recent, a.rng.next_f32());
         match a.last_token {
             None => self.metrics.ttft.observe((now - a.job.queued).as_secs_f64()),
             Some(t) => self.metrics.itl.observe((now - t).as_secs_f64()),

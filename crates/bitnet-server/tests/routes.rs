@@ -271,3 +271,22 @@ async fn cors_preflight_and_headers() {
     let (_, h, _) = s.send(request(Method::GET, "/health", String::new())).await;
     assert_eq!(h["access-control-allow-origin"], "http://localhost:3000");
 }
+
+#[tokio::test]
+async fn ignore_eos_generates_through_end_of_sequence_tokens() {
+    let s = TestServer::start(config());
+    // The random model's tied embedding makes it repeat its last token: after `<|im_end|>`
+    // the reply stops at once without ignore_eos; with it, it runs to max_tokens and never
+    // holds that token.
+    let body = json!({ "prompt": [4097], "max_tokens": 9, "logprobs": 0, "temperature": 0 });
+    let (_, r) = s.post("/v1/completions", &body).await;
+    assert_eq!(r["choices"][0]["finish_reason"], "stop", "{r}");
+    assert_eq!(r["usage"]["completion_tokens"], 0);
+    let mut body = body;
+    body["ignore_eos"] = json!(true);
+    let (_, r) = s.post("/v1/completions", &body).await;
+    assert_eq!(r["choices"][0]["finish_reason"], "length");
+    assert_eq!(r["usage"]["completion_tokens"], 9);
+    let pieces = r["choices"][0]["logprobs"]["tokens"].as_array().unwrap();
+    assert!(pieces.iter().all(|p| p != "<|im_end|>" && p != "<|endoftext|>"), "{pieces:?}");
+}

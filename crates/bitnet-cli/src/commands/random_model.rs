@@ -3,7 +3,8 @@
 
 use anyhow::{bail, Context, Result};
 use bitnet_core::format::GgmlType;
-use bitnet_infer::export::{preset, write_random_model};
+use bitnet_infer::export::{preset, write_random_model_with};
+use bitnet_infer::gguf::GgufFile;
 use bitnet_infer::model::{Arch, RopeStyle};
 use std::path::PathBuf;
 
@@ -25,6 +26,11 @@ pub struct Args {
     pub llamacpp_arch: bool,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Copy the vocabulary (`tokenizer.*` keys) of this GGUF file, such as llama.cpp's
+    /// `ggml-vocab-*.gguf`, into the model, whose vocabulary size becomes that one's: engines and
+    /// servers that need a tokenizer can then run it.
+    #[arg(long)]
+    pub vocab: Option<PathBuf>,
     /// Output .gguf file.
     pub out: PathBuf,
 }
@@ -43,7 +49,20 @@ pub fn run(a: Args) -> Result<()> {
         cfg.ffn_act = Arch::BitNet.ffn_act();
         cfg.rope_style = RopeStyle::Half;
     }
-    write_random_model(&a.out, &cfg, ty, head, a.seed)
+    let mut extra = Vec::new();
+    if let Some(v) = &a.vocab {
+        let g = GgufFile::open(v).with_context(|| format!("reading {}", v.display()))?;
+        extra =
+            g.header.metadata.into_iter().filter(|(k, _)| k.starts_with("tokenizer.")).collect();
+        let n = extra
+            .iter()
+            .find(|(k, _)| k == "tokenizer.ggml.tokens")
+            .and_then(|(_, t)| t.as_array())
+            .map(|t| t.len())
+            .with_context(|| format!("{} has no tokenizer.ggml.tokens", v.display()))?;
+        cfg.vocab_size = n;
+    }
+    write_random_model_with(&a.out, &cfg, ty, head, a.seed, &extra)
         .with_context(|| format!("writing {}", a.out.display()))?;
     let size = std::fs::metadata(&a.out)?.len();
     println!(
