@@ -27,9 +27,10 @@ model=target/bench/700m-tq2_0-spm.gguf
 
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
-wait_ready() { # url
+wait_ready() { # url pid
   for _ in $(seq 1200); do
     curl -sf "$1/health" >/dev/null 2>&1 && return 0
+    kill -0 "$2" 2>/dev/null || { echo "the server at $1 exited" >&2; return 1; }
     sleep 0.1
   done
   echo "$1 did not become ready" >&2
@@ -38,16 +39,16 @@ wait_ready() { # url
 "$bitnet" serve -m "$model" --port 18080 --parallel "$parallel" --ctx "$ctx" -t "$threads" \
   --batch "$batch" --queue 256 2>target/bench/bitnet-serve.log &
 pids+=($!)
-servers=("bitnet http://127.0.0.1:18080")
+servers=("bitnet http://127.0.0.1:18080 $!")
 if [ -n "${LLAMA_SERVER:-}" ]; then
   "$LLAMA_SERVER" -m "$model" --port 18081 --parallel "$parallel" -c "$ctx" -t "$threads" \
     -tb "$threads" --no-warmup >target/bench/llama-server.log 2>&1 &
   pids+=($!)
-  servers+=("llama-server http://127.0.0.1:18081")
+  servers+=("llama-server http://127.0.0.1:18081 $!")
 fi
 for s in "${servers[@]}"; do
   set -- $s
-  wait_ready "$2"
+  wait_ready "$2" "$3"
   python3 tools/serve_load.py --url "$2" --clients 1 --max-tokens 8 --label "$1 warm-up" >/dev/null
 done
 for c in $clients; do

@@ -2,6 +2,7 @@
 
 use super::model_args::ModelArgs;
 use anyhow::{Context, Result};
+use bitnet_infer::chat::{ChatTemplate, PromptTemplate};
 use bitnet_server::{ServedModel, ServerConfig};
 use std::time::Duration;
 
@@ -70,12 +71,21 @@ pub fn run(a: Args) -> Result<()> {
     bitnet_server::serve(cfg, move || {
         let load = || -> Result<ServedModel> {
             let (engine, tok) = model.load_with_tokenizer()?;
-            let template = bitnet_server::template::chat_template(
+            let found = bitnet_server::template::chat_template(
                 &engine,
                 &tok,
                 &model.model,
                 template.as_deref(),
-            )?;
+            );
+            let template: Box<dyn PromptTemplate> = match found {
+                Ok(t) => t,
+                // As llama-server does, a model without a template chats in ChatML.
+                Err(e) if template.is_none() => {
+                    eprintln!("warning: {e}; chat requests use ChatML");
+                    Box::new(ChatTemplate::ChatMl)
+                }
+                Err(e) => return Err(e.into()),
+            };
             Ok(ServedModel { engine, tok, template })
         };
         load().map_err(|e| format!("{e:#}"))
