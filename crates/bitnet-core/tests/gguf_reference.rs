@@ -64,9 +64,11 @@ fn tq2_0_dequantize_matches_gguf_py() {
     let t = tensors(FIXTURE);
     let (ty, n, bytes) = t["tq2_0"];
     assert_eq!((ty, n), (35, 1024));
-    let blocks: &[BlockTQ2_0] = bytemuck::cast_slice(&bytes[..4 * 66]);
+    // The fixture's bytes have no alignment: each block is read out unaligned.
+    let blocks: Vec<BlockTQ2_0> =
+        bytes[..4 * 66].chunks_exact(66).map(bytemuck::pod_read_unaligned).collect();
     let (_, _, exp) = t["tq2_0.expected"];
-    let ours = tq2_0::dequantize_row_tq2_0(blocks);
+    let ours = tq2_0::dequantize_row_tq2_0(&blocks);
     assert_eq!(ours, f16s(exp, n));
     assert!(ours.iter().any(|&v| v != 0.0));
 }
@@ -76,9 +78,10 @@ fn tq1_0_dequantize_matches_gguf_py() {
     let t = tensors(FIXTURE);
     let (ty, n, bytes) = t["tq1_0"];
     assert_eq!((ty, n), (34, 1024));
-    let blocks: &[BlockTQ1_0] = bytemuck::cast_slice(&bytes[..4 * 54]);
+    let blocks: Vec<BlockTQ1_0> =
+        bytes[..4 * 54].chunks_exact(54).map(bytemuck::pod_read_unaligned).collect();
     let (_, _, exp) = t["tq1_0.expected"];
-    let ours = tq1_0::dequantize_row_tq1_0(blocks);
+    let ours = tq1_0::dequantize_row_tq1_0(&blocks);
     assert_eq!(ours, f16s(exp, n));
     assert!(ours.iter().any(|&v| v != 0.0));
 }
